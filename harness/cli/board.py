@@ -1,0 +1,3 @@
+"""CLI commands: board (placeholder until implemented)."""
+
+from harness.cli._group import cli  # noqa: F401

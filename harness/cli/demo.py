@@ -1,0 +1,3 @@
+"""CLI commands: demo (placeholder until implemented)."""
+
+from harness.cli._group import cli  # noqa: F401

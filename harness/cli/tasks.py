@@ -1,0 +1,3 @@
+"""CLI commands: tasks (placeholder until implemented)."""
+
+from harness.cli._group import cli  # noqa: F401

@@ -1,0 +1,1 @@
+"""The local leaderboard: storing, ranking, comparing and rendering run records."""

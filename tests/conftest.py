@@ -1,0 +1,54 @@
+"""Shared fixtures: offline Hugging Face, the real public data in ../shared/data, and the tiny world.
+
+The tiny world is built once per test session (about a minute on 2 cores). Set UNLEARN_HARNESS_CACHE
+to a persistent folder to reuse a build between sessions.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("UNLEARN_HARNESS_SHARED_DATA", REPO.parent / "shared" / "data"))
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (the LUME release, the SemEval splits, MMLU); skips where it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real public data not found at {SHARED_DATA} (set UNLEARN_HARNESS_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def harness_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The cache root: UNLEARN_HARNESS_CACHE when set (reused between sessions), else a fresh temp dir."""
+    cache = os.environ.get("UNLEARN_HARNESS_CACHE")
+    path = Path(cache) if cache else tmp_path_factory.mktemp("harness-cache")
+    os.environ["UNLEARN_HARNESS_CACHE"] = str(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_world(harness_cache: Path):
+    """The tiny world and its target model (and gold model), built once per session."""
+    from tasks.tiny import build_tiny
+
+    return build_tiny(seed=0, size="tiny", gold=True, cache_root=harness_cache, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_task(tiny_world):
+    """The `TaskSpec` of the tiny task over the session's build."""
+    from tasks.tiny import tiny_spec
+
+    return tiny_spec(tiny_world)

@@ -1,0 +1,52 @@
+"""The plain record the leaderboard stores: one immutable row per run (it knows nothing of how runs happen)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+#: the four headline numbers, in display order
+HEADLINES = ("final_score", "task_aggregate", "mia_score", "mmlu_average")
+
+#: roles of a record: a submission's run, or one of the task's reference rows
+ROLES = ("entry", "reference-target", "reference-gold")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run of one submission variant on one task, with its official scores and provenance."""
+
+    run_id: str
+    created_at: str  # ISO 8601, UTC
+    task: str
+    submission_name: str
+    submission_sha256: str
+    variant: str = "default"
+    params: dict[str, Any] = field(default_factory=dict)
+    status: str = "OK"  # the runner's taxonomy: OK, SALVAGED, TIMEOUT, CRASHED, ...
+    role: str = "entry"
+    message: str = ""
+    #: the 12 official terms in the official order (forget inverted, then retain); None when not scored
+    terms: tuple[float, ...] | None = None
+    task_aggregate: float | None = None
+    auc: float | None = None
+    mia_score: float | None = None
+    mmlu_average: float | None = None
+    final_score: float | None = None
+    #: MMLU award eligibility (None when the task has no threshold)
+    eligible: bool | None = None
+    #: the checkpoint equals the input model (a no-op); still scored
+    unchanged: bool = False
+    #: 95% bootstrap intervals of the headline numbers: name -> (low, high)
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    budget_s: float | None = None
+    budget_used_s: float | None = None
+    peak_rss_mb: float | None = None
+    peak_gpu_mb: float | None = None
+    run_dir: str = ""
+    harness_version: str = ""
+
+    @property
+    def scored(self) -> bool:
+        return self.final_score is not None

@@ -1,0 +1,291 @@
+"""Checkpoint validation: is what a submission left in out/ what the official scorer can load and score?
+
+`validate(out_dir, reference_dir)` loads the checkpoint with AutoModelForCausalLM and AutoTokenizer
+from out/ alone, checks the architecture and vocabulary against the input model, that every weight is
+finite, hashes the weight files and measures the parameter distance to the input model. A failure
+carries a status (NO_CHECKPOINT, INVALID_CHECKPOINT, NON_FINITE_WEIGHTS) and a one-line message that
+says how to fix it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+INDEX_NAMES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+ARCH_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
+SAVE_HINT = "model.save_pretrained(output_dir) and tokenizer.save_pretrained(output_dir)"
+
+
+@dataclass
+class CheckpointReport:
+    """The outcome of `validate`; `status` is None when the checkpoint is valid."""
+
+    out_dir: Path
+    status: str | None = None
+    message: str = ""
+    #: weight (and index) file name -> sha256
+    files: dict[str, str] = field(default_factory=dict)
+    #: one hash over all weight files (names and contents): equal checkpoints have equal hashes
+    sha256: str = ""
+    #: relative L2 distance ||w - w0|| / ||w0|| over the tensors both have, and the largest |w - w0|
+    distance: float | None = None
+    max_abs_diff: float | None = None
+    unchanged: bool = False
+    n_parameters: int = 0
+    dtype: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is None
+
+    def to_json(self) -> dict:
+        return {
+            "status": self.status or "VALID",
+            "message": self.message,
+            "files": self.files,
+            "sha256": self.sha256,
+            "distance": self.distance,
+            "max_abs_diff": self.max_abs_diff,
+            "unchanged": self.unchanged,
+            "n_parameters": self.n_parameters,
+            "dtype": self.dtype,
+        }
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def weight_files(directory: Path) -> list[Path]:
+    """The weight files at the root of `directory` (no adapters), sorted by name."""
+    return sorted(
+        p
+        for p in Path(directory).iterdir()
+        if p.is_file()
+        and p.suffix in WEIGHT_SUFFIXES
+        and not p.name.startswith(("adapter_", "training_args"))
+    )
+
+
+def checkpoint_hash(directory: Path) -> tuple[str, dict[str, str]]:
+    """(combined sha256, {file: sha256}) over the weight files and shard index of `directory`."""
+    directory = Path(directory)
+    names = weight_files(directory) + [directory / n for n in INDEX_NAMES if (directory / n).is_file()]
+    files = {p.name: sha256_file(p) for p in sorted(names)}
+    combined = hashlib.sha256("".join(f"{n}:{h}\n" for n, h in sorted(files.items())).encode()).hexdigest()
+    return combined, files
+
+
+def iter_tensors(directory: Path) -> Iterator[tuple[str, object]]:
+    """(name, tensor) over the weight files of `directory`, one tensor in memory at a time where possible."""
+    import torch
+    from safetensors import safe_open
+
+    for path in weight_files(directory):
+        if path.suffix == ".safetensors":
+            with safe_open(str(path), framework="pt") as handle:
+                for key in handle.keys():
+                    yield key, handle.get_tensor(key)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            yield from state.items()
+
+
+def _fail(report: CheckpointReport, status: str, message: str) -> CheckpointReport:
+    report.status = status
+    report.message = message
+    return report
+
+
+def _structure(report: CheckpointReport, out: Path) -> CheckpointReport | None:
+    """File-level checks before anything is loaded; returns the report on failure."""
+    if not out.is_dir() or not any(out.iterdir()):
+        return _fail(report, "NO_CHECKPOINT", f"out/ is empty: unlearn() saved nothing; call {SAVE_HINT}")
+    has_config = (out / "config.json").is_file()
+    weights = weight_files(out)
+    adapters = [
+        p.name for p in out.iterdir() if p.name.startswith("adapter_model") or p.name == "adapter_config.json"
+    ]
+    if adapters and not weights:
+        return _fail(
+            report,
+            "INVALID_CHECKPOINT",
+            f"out/ holds only a LoRA adapter ({', '.join(sorted(adapters))}): the scorer loads a full model; "
+            "merge it first: model = model.merge_and_unload(); then " + SAVE_HINT,
+        )
+    if not has_config and not weights:
+        nested = sorted(p.parent for p in out.rglob("config.json") if p.parent != out)
+        if nested:
+            where = nested[0].relative_to(out)
+            return _fail(
+                report,
+                "INVALID_CHECKPOINT",
+                f"the checkpoint is in out/{where}/, not in out/ itself: the scorer loads the output directory "
+                "directly; save to the root of out/ (save_pretrained(output_dir))",
+            )
+        return _fail(
+            report,
+            "NO_CHECKPOINT",
+            f"out/ holds no model (no config.json, no weight files); call {SAVE_HINT}",
+        )
+    if not has_config:
+        return _fail(report, "INVALID_CHECKPOINT", f"out/ has weights but no config.json; call {SAVE_HINT}")
+    if not weights:
+        return _fail(
+            report, "INVALID_CHECKPOINT", f"out/ has config.json but no weight files; call {SAVE_HINT}"
+        )
+    for index_name in INDEX_NAMES:
+        index = out / index_name
+        if not index.is_file():
+            continue
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (ValueError, KeyError, AttributeError) as exc:
+            return _fail(report, "INVALID_CHECKPOINT", f"out/{index_name} is unreadable ({exc})")
+        missing = [s for s in shards if not (out / s).is_file()]
+        if missing:
+            return _fail(
+                report,
+                "INVALID_CHECKPOINT",
+                f"sharded save incomplete: out/{index_name} names {len(missing)} missing shard(s) "
+                f"({', '.join(missing[:3])}); the run was probably killed while saving: save to a temporary "
+                "directory, then move it into out/",
+            )
+    if not any((out / name).is_file() for name in TOKENIZER_FILES):
+        return _fail(
+            report,
+            "INVALID_CHECKPOINT",
+            "no tokenizer in out/: the scorer loads the tokenizer from the output directory; "
+            "call tokenizer.save_pretrained(output_dir)",
+        )
+    return None
+
+
+def validate(out_dir: Path, reference_dir: Path, *, distance: bool = True) -> CheckpointReport:
+    """Validate the checkpoint in `out_dir` against the input model in `reference_dir`."""
+    out = Path(out_dir)
+    report = CheckpointReport(out_dir=out)
+    if (failed := _structure(report, out)) is not None:
+        return failed
+    report.sha256, report.files = checkpoint_hash(out)
+
+    import torch
+    import transformers
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    verbosity = transformers.logging.get_verbosity()
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        try:
+            config = AutoConfig.from_pretrained(out)
+            ref_config = AutoConfig.from_pretrained(reference_dir)
+        except Exception as exc:  # noqa: BLE001 - any loader failure is the checkpoint's problem
+            return _fail(report, "INVALID_CHECKPOINT", f"out/config.json does not load: {_one_line(exc)}")
+        for key in ARCH_KEYS:
+            got, want = getattr(config, key, None), getattr(ref_config, key, None)
+            if got != want:
+                return _fail(
+                    report,
+                    "INVALID_CHECKPOINT",
+                    f"architecture differs from the input model: {key} is {got!r}, expected {want!r}",
+                )
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(out)
+            ref_tokenizer = AutoTokenizer.from_pretrained(reference_dir)
+        except Exception as exc:  # noqa: BLE001
+            return _fail(
+                report,
+                "INVALID_CHECKPOINT",
+                f"the tokenizer in out/ does not load ({_one_line(exc)}); call tokenizer.save_pretrained(output_dir)",
+            )
+        if len(tokenizer) != len(ref_tokenizer) or tokenizer.get_vocab() != ref_tokenizer.get_vocab():
+            return _fail(
+                report,
+                "INVALID_CHECKPOINT",
+                f"vocabulary differs from the input model ({len(tokenizer)} tokens, expected "
+                f"{len(ref_tokenizer)}); save the input model's tokenizer unchanged",
+            )
+        try:
+            model, info = AutoModelForCausalLM.from_pretrained(out, dtype="auto", output_loading_info=True)
+        except Exception as exc:  # noqa: BLE001
+            return _fail(
+                report, "INVALID_CHECKPOINT", f"AutoModelForCausalLM cannot load out/: {_one_line(exc)}"
+            )
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
+    tied = set(getattr(model, "_tied_weights_keys", None) or [])
+    missing = [k for k in info.get("missing_keys", []) if k not in tied and not k.startswith("lm_head")]
+    if missing or info.get("mismatched_keys"):
+        bad = missing or [str(k) for k in info["mismatched_keys"]]
+        return _fail(
+            report,
+            "INVALID_CHECKPOINT",
+            f"the weights in out/ do not fit the model: {len(bad)} tensor(s) missing or misshaped "
+            f"(e.g. {bad[0]}); save the whole model with save_pretrained",
+        )
+    state = model.state_dict()
+    report.n_parameters = sum(t.numel() for t in model.parameters())
+    report.dtype = str(next(iter(state.values())).dtype).removeprefix("torch.")
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            return _fail(
+                report,
+                "NON_FINITE_WEIGHTS",
+                f"{bad} non-finite value(s) (NaN/inf) in {name}: the training diverged; lower the learning "
+                "rate or clip gradients, and save only finite weights",
+            )
+    if distance:
+        _distance(report, state, reference_dir)
+    del model, state
+    report.message = (
+        "unchanged: the checkpoint equals the input model (a no-op); still scored"
+        if report.unchanged
+        else "valid"
+    )
+    return report
+
+
+def _distance(report: CheckpointReport, state: dict, reference_dir: Path) -> None:
+    import torch
+
+    squared_delta = squared_ref = 0.0
+    max_abs = 0.0
+    compared = 0
+    for name, ref in iter_tensors(Path(reference_dir)):
+        mine = state.get(name)
+        if mine is None or mine.shape != ref.shape or not ref.is_floating_point():
+            continue
+        a, b = mine.detach().to(torch.float64), ref.to(torch.float64)
+        delta = a - b
+        squared_delta += float((delta * delta).sum())
+        squared_ref += float((b * b).sum())
+        max_abs = max(max_abs, float(delta.abs().max()) if delta.numel() else 0.0)
+        compared += 1
+    if compared == 0:
+        return
+    report.distance = (
+        math.sqrt(squared_delta) / math.sqrt(squared_ref) if squared_ref else math.sqrt(squared_delta)
+    )
+    report.max_abs_diff = max_abs
+    report.unchanged = max_abs == 0.0
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]

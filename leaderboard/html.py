@@ -1,0 +1,168 @@
+"""The board as one self-contained HTML page (inline CSS and SVG, no network resources).
+
+Per task: the ranked table (and the below-threshold and failed tables) and two trade-off plots with one point
+per shown run: forget efficacy (mean of the 6 inverted forget terms) against retain (mean of the 6 retain
+terms), and against utility (MMLU average). Reference rows are drawn as diamonds.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from html import escape
+
+from leaderboard.ranking import Board, BoardRow
+from leaderboard.render import SECTION_TITLES, board_sections, legend, row_cells, section_headers
+
+_CSS = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #1d2330; background: #fff; }
+h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 18px; margin: 28px 0 8px; }
+h3 { font-size: 15px; margin: 18px 0 6px; color: #444; }
+table { border-collapse: collapse; margin: 4px 0 8px; }
+th, td { padding: 4px 10px; border-bottom: 1px solid #dde2ea; text-align: left; white-space: nowrap; }
+th { background: #eef2f8; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tr.ref td { color: #666; font-style: italic; background: #fafafa; }
+tr.failed td { color: #a33; }
+.legend, .meta { color: #667; font-size: 12px; }
+.plots { display: flex; flex-wrap: wrap; gap: 24px; }
+svg text { font: 11px system-ui, sans-serif; fill: #334; }
+"""
+
+_STYLE = {
+    "entry": ("circle", "#2f6fdb", "#2f6fdb"),
+    "below": ("circle", "#ffffff", "#e07b00"),
+    "reference-target": ("diamond", "#d9342b", "#d9342b"),
+    "reference-gold": ("diamond", "#1c9a4a", "#1c9a4a"),
+}
+_LEGEND = (
+    ("entry", "ranked run"),
+    ("below", "below the utility threshold"),
+    ("reference-target", "reference: target"),
+    ("reference-gold", "reference: gold"),
+)
+
+
+def _point_kind(row: BoardRow, below: bool) -> str:
+    if row.reference:
+        return row.record.role
+    return "below" if below else "entry"
+
+
+def _marker(kind: str, x: float, y: float, title: str = "") -> str:
+    shape, fill, stroke = _STYLE[kind]
+    tip = f"<title>{escape(title)}</title>" if title else ""
+    if shape == "diamond":
+        points = f"{x},{y - 7} {x + 7},{y} {x},{y + 7} {x - 7},{y}"
+        return f'<polygon points="{points}" fill="{fill}" stroke="{stroke}" stroke-width="2">{tip}</polygon>'
+    return (
+        f'<circle cx="{x}" cy="{y}" r="5.5" fill="{fill}" stroke="{stroke}" stroke-width="2">{tip}</circle>'
+    )
+
+
+def _plot(points: list[tuple[float, float, str, str, str]], y_title: str) -> str:
+    """points: (x, y, kind, label, tooltip) with x, y in [0, 1]."""
+    width, height, left, right, top, bottom = 440, 380, 56, 16, 16, 48
+    pw, ph = width - left - right, height - top - bottom
+
+    def sx(v: float) -> float:
+        return round(left + max(0.0, min(1.0, v)) * pw, 1)
+
+    def sy(v: float) -> float:
+        return round(top + (1 - max(0.0, min(1.0, v))) * ph, 1)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">']
+    parts.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#f7f9fc" stroke="#9aa5b5"/>')
+    for tick in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0):
+        parts.append(f'<line x1="{sx(tick)}" y1="{top}" x2="{sx(tick)}" y2="{top + ph}" stroke="#e1e6ee"/>')
+        parts.append(f'<line x1="{left}" y1="{sy(tick)}" x2="{left + pw}" y2="{sy(tick)}" stroke="#e1e6ee"/>')
+        parts.append(f'<text x="{sx(tick)}" y="{top + ph + 16}" text-anchor="middle">{tick:.1f}</text>')
+        parts.append(f'<text x="{left - 6}" y="{sy(tick) + 4}" text-anchor="end">{tick:.1f}</text>')
+    parts.append(
+        f'<text x="{left + pw / 2}" y="{height - 8}" text-anchor="middle">'
+        "forget efficacy (mean of the 6 inverted forget terms) →</text>"
+    )
+    parts.append(
+        f'<text transform="translate(14 {top + ph / 2}) rotate(-90)" text-anchor="middle">{escape(y_title)} →</text>'
+    )
+    for x, y, kind, label, tip in points:
+        parts.append(_marker(kind, sx(x), sy(y), tip))
+        parts.append(f'<text x="{sx(x) + 8}" y="{sy(y) - 6}">{escape(label)}</text>')
+    if not points:
+        parts.append(
+            f'<text x="{left + pw / 2}" y="{top + ph / 2}" text-anchor="middle">no run with 12 terms</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _plots(board: Board) -> str:
+    retain, utility = [], []
+    for below, rows in ((False, board.ranked), (True, board.below_threshold)):
+        for row in rows:
+            record = row.record
+            if record.terms is None or len(record.terms) != 12:
+                continue  # which terms are forget and which retain is only known for the full 12
+            forget = sum(record.terms[:6]) / 6
+            kind = _point_kind(row, below)
+            label = (
+                str(row.rank)
+                if row.rank is not None
+                else ("T" if kind == "reference-target" else "G" if kind == "reference-gold" else "h")
+            )
+            tip = f"{record.submission_name}/{record.variant} ({record.run_id})"
+            retain.append((forget, sum(record.terms[6:]) / 6, kind, label, tip))
+            if record.mmlu_average is not None:
+                utility.append((forget, record.mmlu_average, kind, label, tip))
+    keys = "".join(
+        f'<svg width="16" height="16">{_marker(kind, 8, 8)}</svg> {escape(text)} &nbsp; '
+        for kind, text in _LEGEND
+    )
+    return (
+        f'<div class="plots">{_plot(retain, "retain (mean of the 6 retain terms)")}'
+        f"{_plot(utility, 'utility (MMLU average)')}</div>"
+        f'<p class="legend">{keys}<br>Labels are ranks (T: target, G: gold, h: below the threshold); '
+        "hover a point for its run. Up and to the right is better.</p>"
+    )
+
+
+def _table(board: Board, section: str, rows: tuple[BoardRow, ...]) -> str:
+    headers = section_headers(section)
+    out = ["<table><thead><tr>", *(f"<th>{escape(h)}</th>" for h in headers), "</tr></thead><tbody>"]
+    numeric = {i for i, h in enumerate(headers) if h in ("#", "Final", "Task agg.", "MIA", "MMLU")}
+    for row in rows:
+        css = "ref" if row.reference else ("failed" if section == "failed" else "")
+        out.append(f'<tr class="{css}">')
+        for i, cell in enumerate(row_cells(row, board, ranked=section == "ranked")):
+            out.append(f'<td class="num">{escape(cell)}</td>' if i in numeric else f"<td>{escape(cell)}</td>")
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def boards_to_html(boards: list[Board], *, title: str = "Unlearning leaderboard") -> str:
+    """One self-contained page for all boards."""
+    generated = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    body = [
+        f"<h1>{escape(title)}</h1>",
+        f'<p class="meta">SemEval-2025 Task 4 scoring (V3). Generated {generated}.</p>',
+    ]
+    for board in boards:
+        body.append(f"<h2>Task {escape(board.task)}</h2>")
+        sections = board_sections(board)
+        if not sections:
+            body.append("<p>No runs recorded.</p>")
+            continue
+        for section, rows in sections:
+            if section != "ranked" or board.has_threshold:
+                heading = (
+                    "Eligible (MMLU above the threshold)" if section == "ranked" else SECTION_TITLES[section]
+                )
+                body.append(f"<h3>{escape(heading)}</h3>")
+            body.append(_table(board, section, rows))
+        body.append(f'<p class="legend">{escape(legend(board))}</p>')
+        body.append(_plots(board))
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>"
+        + "\n".join(body)
+        + "</body></html>\n"
+    )

@@ -18,8 +18,8 @@ body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #1d2330; backg
 h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 18px; margin: 28px 0 8px; }
 h3 { font-size: 15px; margin: 18px 0 6px; color: #444; }
 table { border-collapse: collapse; margin: 4px 0 8px; }
-th, td { padding: 4px 10px; border-bottom: 1px solid #dde2ea; text-align: left; white-space: nowrap; }
-th { background: #eef2f8; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th, td { padding: 4px 10px; border-bottom: 1px solid #dde2ea; text-align: left; }
+th { background: #eef2f8; } td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
 tr.ref td { color: #666; font-style: italic; background: #fafafa; }
 tr.failed td { color: #a33; }
 .legend, .meta { color: #667; font-size: 12px; }

@@ -162,9 +162,11 @@ class Store:
 
     def _check(self, conn: sqlite3.Connection) -> int:
         """Validate the file's identity and version; returns the schema version (0 for a brand-new empty file)."""
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        # one statement, so one consistent snapshot while another process may be creating the schema
+        app_id, version, tables = conn.execute(
+            "SELECT (SELECT application_id FROM pragma_application_id),"
+            " (SELECT user_version FROM pragma_user_version), (SELECT count(*) FROM sqlite_master)"
+        ).fetchone()
         if app_id == 0 and version == 0 and tables == 0:
             return 0
         if app_id != APPLICATION_ID:

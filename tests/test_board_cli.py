@@ -1,0 +1,207 @@
+"""`unlearn-harness board` and `board compare` end to end on a fabricated leaderboard (no runner needed)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "leaderboard"))
+from fabricate import demo_board  # noqa: E402
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 scored runs (2 references, one salvaged, one below the threshold, one unchanged) and a timeout."""
+    return demo_board(tmp_path_factory.mktemp("demo-runs"))
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def test_table_shows_ranks_intervals_sections_and_flags(demo_db: Path, capsys) -> None:
+    code, out, err = run_cli(capsys, "board", "--db", str(demo_db))
+    assert code == 0, err
+    assert "Task tiny — eligible" in out
+    assert "Below the utility threshold" in out and "grad_ascent" in out
+    assert "Failed runs" in out and "TIMEOUT" in out
+    assert "reference: target (did nothing)" in out and "reference: gold (retain only)" in out
+    assert "salvaged" in out and "unchanged checkpoint" in out and "best of 2 runs" in out
+    assert "1 ≈" in out  # the leader's interval overlaps the runner-up's in this fixture
+
+
+def test_json_board(demo_db: Path, capsys) -> None:
+    code, out, _ = run_cli(capsys, "board", "--db", str(demo_db), "--json")
+    assert code == 0
+    (board,) = json.loads(out)
+    ranked = [(row["rank"], row["run_id"]) for row in board["ranked"]]
+    assert ranked == [
+        (None, "8d1e5b0c44"),
+        (1, "a41f09d2c3"),
+        (2, "b7c2d1e0f9"),
+        (3, "d15ea5e001"),
+        (4, "e1e2e3e4e5"),
+        (None, "3f9c2a1e7b"),
+    ]
+    assert [row["run_id"] for row in board["below_threshold"]] == ["c0ffee1234"]
+    assert [(row["run_id"], row["status"]) for row in board["failed"]] == [("f00dbabe99", "TIMEOUT")]
+    for row in board["ranked"]:
+        low, high = row["intervals"]["final_score"]
+        assert low <= row["final_score"] <= high
+
+
+def test_all_runs_shows_every_run(demo_db: Path, capsys) -> None:
+    _, out, _ = run_cli(capsys, "board", "--db", str(demo_db), "--format", "json", "--all-runs")
+    ids = [row["run_id"] for row in json.loads(out)[0]["ranked"]]
+    assert "a4d5e6f7a8" in ids and len(ids) == 7
+
+
+def test_csv_and_markdown(demo_db: Path, capsys, tmp_path: Path) -> None:
+    code, out, _ = run_cli(capsys, "board", "--db", str(demo_db), "--format", "csv")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [row["section"] for row in rows].count("ranked") == 6
+    assert {row["section"] for row in rows} == {"ranked", "below_threshold", "failed"}
+    leader = next(row for row in rows if row["rank"] == "1")
+    assert (
+        float(leader["final_score_low"]) <= float(leader["final_score"]) <= float(leader["final_score_high"])
+    )
+    target = tmp_path / "out" / "board.md"
+    code, _, err = run_cli(
+        capsys, "board", "--db", str(demo_db), "--format", "markdown", "--output", str(target)
+    )
+    assert code == 0 and f"wrote {target}" in err
+    text = target.read_text()
+    assert "| 1 ≈ | npo | lr=1e-5 |" in text and "**Failed runs (not ranked)**" in text
+    assert [p.name for p in target.parent.iterdir()] == ["board.md"]  # no temporary file left behind
+
+
+def test_unknown_task_and_bad_databases_end_in_one_line(demo_db: Path, capsys, tmp_path: Path) -> None:
+    code, out, err = run_cli(capsys, "board", "--db", str(demo_db), "--task", "lume")
+    assert (
+        code == 2
+        and err.count("\n") == 1
+        and "no runs recorded for task 'lume' (tasks with runs: tiny)" in err
+    )
+    broken = tmp_path / "broken.sqlite"
+    broken.write_text("definitely not sqlite\n" * 200)
+    code, _, err = run_cli(capsys, "board", "--db", str(broken))
+    assert (
+        code == 2
+        and err == f"error: {broken}: not a valid SQLite leaderboard (corrupted or another kind of file)\n"
+    )
+    code, out, _ = run_cli(capsys, "board", "--db", str(tmp_path / "none.sqlite"))
+    assert code == 0 and "No runs recorded" in out and not (tmp_path / "none.sqlite").exists()
+
+
+def test_compare_by_prefix_with_verdicts(demo_db: Path, capsys) -> None:
+    code, out, err = run_cli(capsys, "board", "compare", "d15", "a41", "--db", str(demo_db), "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert (data["a"], data["b"]) == ("d15ea5e001", "a41f09d2c3")
+    lines = {line["key"]: line for line in data["lines"]}
+    assert len(data["lines"]) == 4 + 1 + 12
+    final = lines["final_score"]
+    assert final["interval"][0] > 0 and final["verdict"] == "better"
+    assert final["diff"] == pytest.approx(final["b"] - final["a"])
+    code, out, _ = run_cli(capsys, "board", "--db", str(demo_db), "compare", "a41f", "a41f09d2c3")
+    assert code == 0 and out.count("not distinguishable") == 4
+    code, _, err = run_cli(capsys, "board", "compare", "a4", "d15", "--db", str(demo_db))
+    assert code == 2 and "ambiguous" in err and err.count("\n") == 1
+    code, _, err = run_cli(capsys, "board", "compare", "f00d", "d15", "--db", str(demo_db))
+    assert code == 2 and "has no scores to compare (status TIMEOUT)" in err
+
+
+def _png_colours(path: Path) -> int:
+    """Distinct RGB(A) colours of an 8-bit RGB/RGBA non-interlaced PNG (stdlib only)."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, header = 8, b"", None
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    width, height, depth, colour, _, _, interlace = header
+    assert depth == 8 and colour in (2, 6) and interlace == 0
+    bpp = 3 if colour == 2 else 4
+    raw, stride = zlib.decompress(idat), width * bpp
+    previous, colours = bytearray(stride), set()
+    for y in range(height):
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            b, c = previous[i], previous[i - bpp] if i >= bpp else 0
+            if kind == 1:
+                line[i] = (line[i] + a) & 255
+            elif kind == 2:
+                line[i] = (line[i] + b) & 255
+            elif kind == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif kind == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        colours.update(bytes(line[i : i + bpp]) for i in range(0, stride, bpp * 4))
+        previous = line
+    return len(colours)
+
+
+def test_html_page_is_self_contained(demo_db: Path, capsys, tmp_path: Path) -> None:
+    page = tmp_path / "board.html"
+    code, _, err = run_cli(capsys, "board", "--db", str(demo_db), "--format", "html", "--output", str(page))
+    assert code == 0, err
+    html = page.read_text()
+    assert html.count("<svg") >= 2 and "<polygon" in html and "<circle" in html  # references are diamonds
+    for resource in ("<script", "<link", "src=", "url(", "@import", "https://"):
+        assert resource not in html
+    assert html.replace('xmlns="http://www.w3.org/2000/svg"', "").count("http://") == 0
+    # the default output is next to the database
+    code, _, err = run_cli(capsys, "board", "--db", str(demo_db), "--format", "html")
+    assert code == 0 and demo_db.with_suffix(".html").is_file()
+
+
+@pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="headless Chromium (/usr/bin/chromium, Debian package) not installed"
+)
+def test_html_renders_in_headless_chromium(demo_db: Path, capsys, tmp_path: Path) -> None:
+    page, shot = tmp_path / "board.html", tmp_path / "board.png"
+    code, _, _ = run_cli(capsys, "board", "--db", str(demo_db), "--format", "html", "--output", str(page))
+    assert code == 0
+    profile = tmp_path / "profile"
+    command = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+    ]
+    command += ["--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    command += [f"--user-data-dir={profile}", f"--screenshot={shot}", "--window-size=1200,900", page.as_uri()]
+    try:
+        subprocess.run(command, capture_output=True, timeout=120, check=False)
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    assert shot.is_file(), "Chromium wrote no screenshot"
+    # a blank page has one colour; the tables, coloured markers and text give many
+    assert _png_colours(shot) > 20

@@ -63,6 +63,8 @@ OFFICIAL_SIGNATURE = (
     "unlearn(input_path_to_unlearning_candidate_model, output_path_to_write_unlearned_model, "
     "path_to_forget_set, path_to_retain_set)"
 )
+#: the function through which a packed file registers its embedded modules (see harness.pack)
+PACKED_LOADER = "_unlearn_harness_embed"
 _OUTPUT_WORDS = {"output", "out", "save", "write", "dest", "destination", "target", "unlearned", "result"}
 _MODEL_WORDS = {
     "model",
@@ -334,10 +336,35 @@ def _distribution(top: str) -> str:
     return dists[0] if dists else top
 
 
-def _check_file(path: Path, folder: Path, report: ContractReport, seen: set[Path], main: bool) -> None:
+def _embedded(tree: ast.Module) -> dict[str, tuple[str, bool, str]]:
+    """Modules embedded by `unlearn-harness pack`: name -> (file name, is package, source)."""
+    for node in tree.body:
+        if (
+            isinstance(node, ast.Expr)
+            and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Name)
+            and node.value.func.id == PACKED_LOADER
+            and node.value.args
+        ):
+            try:
+                return dict(ast.literal_eval(node.value.args[0]))
+            except (ValueError, TypeError, SyntaxError):
+                return {}
+    return {}
+
+
+def _check_file(
+    path: Path,
+    folder: Path,
+    report: ContractReport,
+    seen: set[Path],
+    main: bool,
+    source: str | None = None,
+    embedded: frozenset[str] = frozenset(),
+) -> None:
     seen.add(path.resolve())
     try:
-        source = path.read_text(encoding="utf-8")
+        source = path.read_text(encoding="utf-8") if source is None else source
         tree = ast.parse(source, filename=str(path))
     except SyntaxError as exc:
         report.problems.append(Problem(str(path), exc.lineno, f"syntax error: {exc.msg}", kind="import"))
@@ -347,6 +374,10 @@ def _check_file(path: Path, folder: Path, report: ContractReport, seen: set[Path
         return
     if main:
         _check_signature(path, tree, report)
+        packed = _embedded(tree)
+        embedded = frozenset(name.split(".")[0] for name in packed)
+        for filename, _, module_source in packed.values():
+            _check_file(Path(filename), folder, report, seen, False, module_source, embedded)
     for module, level, line, guarded in _imports(tree):
         if level:
             if main:
@@ -360,6 +391,8 @@ def _check_file(path: Path, folder: Path, report: ContractReport, seen: set[Path
                 )
             continue  # inside a sibling package: the whole package is embedded and checked
         top = module.split(".")[0]
+        if top in embedded:
+            continue
         sibling = _sibling(folder, top)
         if sibling is not None:
             if sibling.resolve() not in seen:

@@ -1,3 +1,229 @@
-"""CLI commands: run (placeholder until implemented)."""
+"""CLI commands `check`, `run` and `pack`: glue between the command line and harness.runner / harness.pack."""
 
-from harness.cli._group import cli  # noqa: F401
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from harness.cli._group import cli
+from harness.contract import check_submission
+from harness.errors import HarnessError
+from harness.pack import pack as pack_submission
+from harness.runner import SCORED, STATUSES, RunResult, run_submission
+from harness.sandbox import ISOLATIONS, LAUNCHERS
+
+HEADLINES = ("final_score", "task_aggregate", "mia_score", "mmlu_average")
+
+
+def parse_set(values: tuple[str, ...]) -> dict[str, Any]:
+    """``key=value`` pairs -> keyword arguments; values are JSON literals when they parse (1e-5, 3, true)."""
+    params: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise HarnessError(f"--set {item!r}: expected key=value with a Python identifier as key")
+        try:
+            params[key] = json.loads(raw)
+        except ValueError:
+            params[key] = raw
+    return params
+
+
+def _results_root(results: Path | None) -> Path:
+    return results or Path(os.environ.get("UNLEARN_HARNESS_RESULTS") or "runs")
+
+
+def _task(name: str):
+    from tasks.registry import get_task
+
+    return get_task(name)
+
+
+def _stderr() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _print_result(result: RunResult, console: Console) -> None:
+    colour = "green" if result.status == "OK" else "yellow" if result.status == "SALVAGED" else "red"
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_row("status", f"[bold {colour}]{result.status}[/]  {result.message}")
+    table.add_row("run dir", str(result.run_dir))
+    record = result.record
+    for key in HEADLINES:
+        value = getattr(record, key)
+        if value is not None:
+            low_high = record.intervals.get(key)
+            ci = f"  (95% CI {low_high[0]:.3f}-{low_high[1]:.3f})" if low_high else ""
+            table.add_row(key.replace("_", " "), f"{value:.4f}{ci}")
+    if result.checkpoint is not None and result.checkpoint.sha256:
+        ck = result.checkpoint
+        distance = f", distance {ck.distance:.3g}" if ck.distance is not None else ""
+        table.add_row(
+            "checkpoint", f"sha256 {ck.sha256[:16]}{distance}{' (unchanged)' if ck.unchanged else ''}"
+        )
+    if record.budget_used_s is not None:
+        table.add_row("budget", f"{record.budget_used_s:.1f} s of {record.budget_s:.0f} s")
+    if record.peak_rss_mb is not None:
+        gpu = f", GPU {record.peak_gpu_mb:.0f} MB" if record.peak_gpu_mb is not None else ""
+        table.add_row("peak memory", f"RSS {record.peak_rss_mb:.0f} MB{gpu}")
+    table.add_row("timings", ", ".join(f"{k} {v:.2f} s" for k, v in record.timings.items()))
+    console.print(table)
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    if result.status not in SCORED:
+        console.print(f"[dim]{STATUSES[result.status]}[/]")
+        if result.log_tail:
+            console.print(Panel(result.log_tail, title="log tail", title_align="left", border_style="red"))
+
+
+set_option = click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Keyword argument for unlearn(); JSON literals are parsed (1e-5, 3, true, '\"ga,gd\"').",
+)
+budget_option = click.option(
+    "--budget", type=float, default=None, help="Time budget in seconds (default: the task's)."
+)
+isolation_option = click.option(
+    "--isolation",
+    type=click.Choice(["auto", *ISOLATIONS]),
+    default="auto",
+    show_default=True,
+    help="bwrap (bubblewrap), unshare --net, or none (a plain child).",
+)
+memory_option = click.option(
+    "--memory-cap-mb", type=float, default=None, help="Kill the run past this much memory."
+)
+
+
+@cli.command()
+@click.argument("submission", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--task", "task_name", default="tiny", show_default=True, help="Task of the dry run.")
+@click.option("--static-only", is_flag=True, help="Only the static checks (no dry run).")
+@budget_option
+@set_option
+@isolation_option
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as one JSON object.")
+def check(
+    submission: Path, task_name: str, static_only: bool, budget: float | None, sets: tuple[str, ...],
+    isolation: str, as_json: bool,
+) -> None:  # fmt: skip
+    """Check SUBMISSION statically (entry point, signature, imports), then dry-run it on a task.
+
+    Each problem is one line: file:line: problem. Exit status 0 when nothing blocks an official attempt.
+    """
+    report = check_submission(submission)
+    out: dict[str, Any] = report.to_json()
+    console = _stderr()
+    if not as_json:
+        for problem in report.problems:
+            style = "red" if problem.level == "error" else "yellow"
+            console.print(f"[{style}]{problem}[/]", highlight=False, soft_wrap=True)
+        if report.requested_packages:
+            console.print(
+                "request on the submission form: "
+                + ", ".join(sorted(set(report.requested_packages.values())))
+            )
+    ok = report.ok
+    if ok and not static_only:
+        task = _task(task_name)
+        with tempfile.TemporaryDirectory(prefix="unlearn-harness-check-") as tmp:
+            result = run_submission(
+                submission, task, budget_s=budget, params=parse_set(sets), results_root=Path(tmp), record=False,
+                progress=not as_json, score=False, isolation=isolation,
+            )  # fmt: skip
+            out["dry_run"] = result.to_json()
+            if not as_json:
+                _print_result(result, console)
+        ok = result.status == "OK"
+    out["ok"] = ok
+    if as_json:
+        click.echo(json.dumps(out, default=str))
+    elif ok:
+        console.print(
+            "[green]ok[/]: " + ("static checks passed" if static_only else "ready for an official attempt")
+        )
+    sys.exit(0 if ok else 1)
+
+
+@cli.command("run")
+@click.argument("submission", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--task", "task_name", required=True, help="Task name (see `unlearn-harness tasks`).")
+@budget_option
+@set_option
+@click.option("--name", "variant", default=None, help="Variant name on the leaderboard (default: 'default').")
+@click.option(
+    "--processes",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Number of processes (with torchrun/accelerate).",
+)
+@click.option("--launcher", type=click.Choice(LAUNCHERS), default="python", show_default=True)
+@click.option("--results", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Results root (default: $UNLEARN_HARNESS_RESULTS or ./runs).")  # fmt: skip
+@click.option("--no-record", is_flag=True, help="Do not add the run to the leaderboard.")
+@click.option(
+    "--grace",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Seconds between SIGTERM and SIGKILL at the deadline.",
+)
+@isolation_option
+@memory_option
+@click.option("--json", "as_json", is_flag=True, help="Print the run record as one JSON object.")
+def run_command(
+    submission: Path, task_name: str, budget: float | None, sets: tuple[str, ...], variant: str | None,
+    processes: int, launcher: str, results: Path | None, no_record: bool, grace: float, isolation: str,
+    memory_cap_mb: float | None, as_json: bool,
+) -> None:  # fmt: skip
+    """Run SUBMISSION on a task under its budget, validate and score the checkpoint, record the run.
+
+    Exit status 0 when the run was scored (OK or SALVAGED), 1 for any other status.
+    """
+    task = _task(task_name)
+    result = run_submission(
+        submission, task, budget_s=budget, params=parse_set(sets), variant=variant, processes=processes,
+        launcher=launcher, results_root=_results_root(results), record=not no_record, progress=not as_json,
+        isolation=isolation, memory_cap_mb=memory_cap_mb, grace_s=grace,
+    )  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(result.to_json(), default=str))
+    else:
+        _print_result(result, Console(highlight=False))
+    sys.exit(0 if result.ok else 1)
+
+
+@cli.command("pack")
+@click.argument("submission", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="The single file to write (e.g. entry.py).")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+def pack_command(submission: Path, output: Path, as_json: bool) -> None:
+    """Pack SUBMISSION and the sibling modules it imports into the single file the organisers accept."""
+    report = pack_submission(submission, output)
+    if as_json:
+        click.echo(json.dumps(report.to_json()))
+    else:
+        console = Console(highlight=False)
+        console.print(f"wrote {report.output} (sha256 {report.sha256[:16]})")
+        for name, path in sorted(report.embedded.items()):
+            console.print(f"  embedded module {name} from {path}")
+        for problem in report.check.problems if report.check else []:
+            console.print(f"  {problem}", soft_wrap=True)
+        packages = ", ".join(report.requested_packages) or "none"
+        console.print(f"packages to request on the submission form: {packages}")
+    sys.exit(0 if report.check is None or report.check.ok else 1)

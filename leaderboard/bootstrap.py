@@ -202,8 +202,11 @@ def _resampled_means(rng: np.random.Generator, values: np.ndarray, n: int) -> np
     chunk = max(1, _CHUNK_CELLS // rows)
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
-        idx = rng.integers(0, rows, size=(stop - start, rows), dtype=np.int64)
-        out[:, start:stop] = values[:, idx].mean(axis=-1)
+        size = stop - start
+        idx = rng.integers(0, rows, size=(size, rows), dtype=np.int64)
+        # how often each row was drawn, per resample; then one matrix product gives every run's means
+        counts = np.bincount((idx + rows * np.arange(size)[:, None]).ravel(), minlength=size * rows)
+        out[:, start:stop] = (counts.reshape(size, rows) @ values.T).T / rows
     return out
 
 

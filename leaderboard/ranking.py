@@ -83,7 +83,7 @@ def _flags(record: RunRecord) -> list[str]:
         flags.append(REFERENCE_LABELS[record.role])
     if record.status == "SALVAGED":
         flags.append("salvaged")
-    if record.unchanged:
+    if record.unchanged and record.role != "reference-target":  # the target is unchanged by definition
         flags.append("unchanged checkpoint")
     return flags
 

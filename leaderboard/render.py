@@ -215,7 +215,7 @@ def render_boards(boards: list[Board], console: Console) -> None:
             console.print(table)
         if not any(rows for _, rows in board_sections(board)):
             console.print(f"Task {board.task}: no runs recorded.")
-        console.print(Text(legend(board), style="dim"))
+        console.print(Text(legend(board), style="dim"), soft_wrap=True)
         console.print()
 
 
@@ -254,7 +254,7 @@ def render_comparison(comparison: Comparison, console: Console) -> None:
         line = comparison.lines[index]
         table.add_row(*row, style=styles.get(line.verdict or "", None), end_section=line.key == "auc")
     console.print(table)
-    console.print(Text(_compare_caption(comparison), style="dim"))
+    console.print(Text(_compare_caption(comparison), style="dim"), soft_wrap=True)
 
 
 def comparison_to_markdown(comparison: Comparison) -> str:

@@ -131,7 +131,10 @@ def test_reference_rows_are_shown_marked_and_not_ranked() -> None:
         ("e2", 2),
     ]
     flags = {row.record.run_id: row.flags for row in board.ranked}
-    assert flags["t-new"] == ("reference: target (did nothing)", "unchanged checkpoint")
+    assert flags["t-new"] == ("reference: target (did nothing)",)
+    assert flags["e2"] == () and rank_board([scored("u", 0.1, unchanged=True)], "tiny").ranked[0].flags == (
+        "unchanged checkpoint",
+    )
     assert flags["gold"] == ("reference: gold (retain only)",)
     assert [row.reference for row in board.ranked] == [True, False, True, False]
 

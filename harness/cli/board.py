@@ -66,6 +66,11 @@ def _write(text: str, output: Path | None) -> None:
     click.echo(f"wrote {output}", err=True)
 
 
+def _plain(console: Console) -> str:
+    """What a recording console printed, as plain text without the padding to the console width."""
+    return "\n".join(line.rstrip() for line in console.export_text().splitlines()) + "\n"
+
+
 def _store(db: Path | None) -> Store:
     path = db if db is not None else default_db()
     if path.is_dir():
@@ -127,7 +132,7 @@ def board(
     elif fmt == "table":
         console = Console(record=True, width=200, file=io.StringIO())
         render_boards(boards, console)
-        text = console.export_text()
+        text = _plain(console)
     else:
         text = {"markdown": boards_to_markdown, "csv": boards_to_csv, "json": boards_to_json}[fmt](boards)
     _write(text, output)
@@ -173,7 +178,7 @@ def compare(
     if fmt == "table":
         console = Console(record=True, width=200, file=io.StringIO())
         render_comparison(comparison, console)
-        text = console.export_text()
+        text = _plain(console)
     else:
         text = comparison_to_json(comparison) if fmt == "json" else comparison_to_markdown(comparison)
     _write(text, output)

@@ -12,6 +12,7 @@ import importlib.util
 import json
 import sys
 from dataclasses import dataclass, field
+from functools import cache
 from importlib.metadata import packages_distributions
 from pathlib import Path
 from typing import Any
@@ -331,8 +332,13 @@ def _sibling(folder: Path, dotted: str) -> Path | None:
     return None
 
 
+@cache
+def _distributions() -> dict[str, list[str]]:
+    return packages_distributions()
+
+
 def _distribution(top: str) -> str:
-    dists = packages_distributions().get(top)
+    dists = _distributions().get(top)
     return dists[0] if dists else top
 
 

@@ -255,12 +255,9 @@ def _launcher_command(launcher: str, processes: int, spec_path: Path) -> tuple[l
                 "deepspeed is not installed: running under accelerate without the organisers' DeepSpeed ZeRO-3 "
                 "config (pip install deepspeed to use harness/configs/accelerate_zero3.yaml)"
             )
-            import torch
-
-            if not torch.cuda.is_available():
-                command.append("--cpu")
-            elif processes > 1:
-                command.append("--multi_gpu")
+            # several processes: accelerate's torchrun-based launcher (it runs on CPU too when no GPU is there)
+            command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+            command += ["--multi_gpu"] if processes > 1 else []
         else:
             command += ["--config_file", str(ZERO3_CONFIG)]
         return [*command, *entry], warnings

@@ -34,7 +34,9 @@ def make_model(directory: Path) -> Path:
     words = ["<pad>", "<eos>", "<unk>"] + [f"w{i}" for i in range(61)]
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>", unk_token="<unk>")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
+    )
     torch.manual_seed(0)
     config = OlmoConfig(
         vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
@@ -134,13 +136,17 @@ def test_forked_children_are_all_killed_at_the_deadline(mini_task, tmp_path):
 
     def watch() -> None:
         while not stop.is_set():
-            seen.extend(p.pid for p in psutil.process_iter(["cmdline"]) if marker in (p.info["cmdline"] or []))
+            seen.extend(
+                p.pid for p in psutil.process_iter(["cmdline"]) if marker in (p.info["cmdline"] or [])
+            )
             time.sleep(0.2)
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
-        result = run("fork_children", mini_task, tmp_path, budget_s=3, params={"marker": marker}, record=False)
+        result = run(
+            "fork_children", mini_task, tmp_path, budget_s=3, params={"marker": marker}, record=False
+        )
     finally:
         stop.set()
         watcher.join()
@@ -228,3 +234,31 @@ def test_every_status_has_a_description():
         "OK", "SALVAGED", "TIMEOUT", "IMPORT_ERROR", "SIGNATURE_MISMATCH", "CRASHED", "OUT_OF_MEMORY",
         "NO_CHECKPOINT", "INVALID_CHECKPOINT", "NON_FINITE_WEIGHTS", "SANDBOX_VIOLATION", "EVAL_ERROR",
     }  # fmt: skip
+
+
+def test_sandbox_environment_seen_from_inside(mini_task, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "aws_secret")
+    before = time.time()
+    result = run("env_probe", mini_task, tmp_path, budget_s=40, record=False)
+    assert result.status == "NO_CHECKPOINT"  # probe.json alone is not a model
+    probe = json.loads((result.run_dir / "work" / "out" / "probe.json").read_text())
+    env = probe["env"]
+    assert "HF_TOKEN" not in env and "AWS_SECRET_ACCESS_KEY" not in env
+    assert env["HF_HUB_OFFLINE"] == "1"
+    assert before + 40 <= float(env["HARNESS_DEADLINE"]) <= time.time() + 40
+    assert env["HOME"].startswith(str(result.run_dir))
+    assert probe["forget_files"] == ["forget.jsonl", "forget.parquet"]
+    assert probe["retain_files"] == ["retain.jsonl", "retain.parquet"]
+    if BWRAP:
+        assert not probe["model_writable"] and not probe["workdir_writable"]
+
+
+def test_torchrun_runs_every_rank(mini_task, tmp_path):
+    result = run("ranks", mini_task, tmp_path, launcher="torchrun", processes=2, budget_s=120, score=False,
+                 record=False)  # fmt: skip
+    assert result.status == "OK", result.message + result.log_tail
+    out = result.run_dir / "work" / "out"
+    assert sorted(p.name for p in out.glob("rank-*")) == ["rank-0-of-2.txt", "rank-1-of-2.txt"]
+    results = sorted(p.name for p in (result.run_dir / "work" / "control" / "results").glob("result-*.json"))
+    assert results == ["result-0.json", "result-1.json"]

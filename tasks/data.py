@@ -297,54 +297,165 @@ PANDAS_NA_VALUES = frozenset(
     }
 )  # fmt: skip
 
-# The C parser's number syntax: ASCII digits only, C isspace() around, no thousands separator.
+# The C parser's number syntax: ASCII digits, C isspace() around, no thousands separator.
 _SPACE = " \t\n\v\f\r"
-_INT = re.compile(r"[ \t\n\v\f\r]*[+-]?[0-9]+[ \t\n\v\f\r]*")
-_FLOAT = re.compile(r"[ \t\n\v\f\r]*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?[ \t\n\v\f\r]*")
+_DIGITS = "0123456789"
+_INT = re.compile(r"[ \t\n\v\f\r]*([+-]?)([0-9]+)[ \t\n\v\f\r]*")
+_DIGIT_PREFIX = re.compile(r"[ \t\n\v\f\r]*([+-]?)([0-9]+)")
 _INF = {"inf": math.inf, "+inf": math.inf, "-inf": -math.inf}
 _INF.update({"infinity": math.inf, "+infinity": math.inf, "-infinity": -math.inf})
 _TRUE, _FALSE = frozenset({"True", "TRUE", "true"}), frozenset({"False", "FALSE", "false"})
-_INT64 = (-(2**63), 2**63 - 1)
+_INT64_MIN, _INT64_MAX, _UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
 _NAN = float("nan")
+_POW10 = [float(f"1e{i}") for i in range(309)]
 
-#: one pandas column, after inference: its kind and its Python values (NaN for NA)
+#: one pandas cell after inference: text, a number, a bool, or NaN for NA
 Cell = str | int | float | bool
 
 
+def _xstrtod(text: str) -> float | None:
+    """pandas 2.2's ``precise_xstrtod`` (the default float converter of the C parser), step for step.
+
+    Up to 17 digits are accumulated in a double (leading zeros count), then scaled by one
+    power of ten; the result is not always the correctly rounded value (e.g. "10E31" is
+    9.999999999999999e+31, "0.30000000000000004" is 0.3). Returns None where pandas rejects the text.
+    """
+    p, n, max_digits = 0, len(text), 17
+    while p < n and text[p] in _SPACE:
+        p += 1
+    negative = p < n and text[p] == "-"
+    if p < n and text[p] in "+-":
+        p += 1
+    number, exponent, num_digits = 0.0, 0, 0
+    while p < n and text[p] in _DIGITS:
+        if num_digits < max_digits:
+            number = number * 10.0 + (ord(text[p]) - 48)
+            num_digits += 1
+        else:
+            exponent += 1
+        p += 1
+    if p < n and text[p] == ".":
+        p += 1
+        decimals = 0
+        while num_digits < max_digits and p < n and text[p] in _DIGITS:
+            number = number * 10.0 + (ord(text[p]) - 48)
+            num_digits += 1
+            decimals += 1
+            p += 1
+        while p < n and text[p] in _DIGITS:
+            p += 1
+        exponent -= decimals
+    if num_digits == 0:
+        return None
+    if negative:
+        number = -number
+    if p < n and text[p] in "eE":
+        q = p + 1
+        exp_negative = q < n and text[q] == "-"
+        if q < n and text[q] in "+-":
+            q += 1
+        value, exp_digits = 0, 0
+        while exp_digits < max_digits and q < n and text[q] in _DIGITS:
+            value = value * 10 + (ord(text[q]) - 48)
+            exp_digits += 1
+            q += 1
+        if exp_digits:
+            exponent += -value if exp_negative else value
+            p = q
+    if exponent > 308:
+        return None  # ERANGE: the cell is not a number for pandas 2.2
+    if exponent > 0:
+        number *= _POW10[exponent]
+    elif exponent < -616:
+        number = 0.0
+    elif exponent < -308:
+        number = number / _POW10[-308 - exponent] / _POW10[308]
+    else:
+        number /= _POW10[-exponent]
+    if math.isinf(number):
+        return None
+    while p < n and text[p] in _SPACE:
+        p += 1
+    return number if p == n else None
+
+
 def _parse_float(text: str) -> float | None:
-    stripped = text.strip(_SPACE)
-    if _FLOAT.fullmatch(text):
-        return float(stripped)
-    return _INF.get(stripped.lower())
+    value = _xstrtod(text)
+    if value is None:
+        value = _INF.get(text.strip(_SPACE).lower())
+    return value
+
+
+def _int_pass(raw: Sequence[str], na: Sequence[bool]) -> str:
+    """pandas' int64 attempt, cell by cell: "ok", "invalid" (a non-integer first) or "overflow"
+    (an integer digit run beyond int64 first, even one followed by other text such as ".5")."""
+    for cell, missing in zip(raw, na):
+        if missing:
+            continue
+        match = _DIGIT_PREFIX.match(cell)
+        if match is None:
+            return "invalid"
+        if not _INT64_MIN <= int(match.group(1) + match.group(2)) <= _INT64_MAX:
+            return "overflow"
+        if match.end() != len(cell) and cell[match.end() :].strip(_SPACE):
+            return "invalid"
+    return "ok"
+
+
+def _uint_pass(raw: Sequence[str], na: Sequence[bool]) -> str:
+    """pandas' uint64 attempt after an int64 overflow: "ok", "invalid", "overflow" or "conflict"."""
+    seen_uint = seen_sint = seen_null = False
+    for cell, missing in zip(raw, na):
+        if missing:
+            seen_null = True
+            continue
+        if cell.lstrip(_SPACE).startswith("-"):  # pandas stops reading a cell at its minus sign
+            seen_sint = True
+            continue
+        match = _DIGIT_PREFIX.match(cell)
+        if match is None:
+            return "invalid"
+        if int(match.group(2)) > _UINT64_MAX:
+            return "overflow"
+        if match.end() != len(cell) and cell[match.end() :].strip(_SPACE):
+            return "invalid"
+        seen_uint = seen_uint or int(match.group(2)) > _INT64_MAX
+    if seen_uint and (seen_sint or seen_null):
+        return "conflict"
+    return "overflow" if seen_sint else "ok"
 
 
 def _infer_column(raw: Sequence[str]) -> tuple[str, list[Cell]]:
-    """Infer one column chunk like pandas' C parser: int64, uint64, float64, bool, else object/str.
+    """Infer one column chunk like pandas 2.2's C parser: int64, uint64, float64, bool, else object.
 
     Returns the numpy-like kind ("int64", "uint64", "float64", "bool", "object") and the values.
+    The order is pandas': an int64 pass (ints with an NA become float64), on overflow a uint64 pass
+    (its NA/sign conflict keeps the raw text, NA strings included), else float64 (`_xstrtod`), bool,
+    object. pandas 3 differs from 2.2 in some of these corners; 2.2.3 is what the organisers ran.
     """
     na = [cell in PANDAS_NA_VALUES for cell in raw]
-    has_na = any(na)
-    if all(n or _INT.fullmatch(c) for c, n in zip(raw, na)) and not all(na):
-        ints = [None if n else int(c.strip(_SPACE)) for c, n in zip(raw, na)]
-        known = [i for i in ints if i is not None]
-        in_int64 = all(_INT64[0] <= i <= _INT64[1] for i in known)
-        in_uint64 = all(0 <= i < 2**64 for i in known)
-        if not has_na and in_int64:
-            return "int64", known
-        if not has_na and in_uint64:
-            return "uint64", known
-        if in_int64 or in_uint64:  # an integer column with NA becomes float64
-            return "float64", [_NAN if i is None else float(i) for i in ints]
-        # beyond 64 bits: pandas keeps the Python ints in an object column
-        return "object", [_NAN if i is None else i for i in ints]
-    floats = [_NAN if n else _parse_float(c) for c, n in zip(raw, na)]
+    if not all(na):
+        state = _int_pass(raw, na)
+        if state == "ok":
+            ints = [None if missing else int(cell.strip(_SPACE)) for cell, missing in zip(raw, na)]
+            if any(na):
+                return "float64", [_NAN if i is None else float(i) for i in ints]
+            return "int64", ints
+        if state == "overflow":
+            state = _uint_pass(raw, na)
+            if state == "ok":
+                return "uint64", [int(cell.strip(_SPACE)) for cell in raw]
+            if state == "conflict":
+                return "object", list(raw)
+            if state == "overflow":  # integers beyond 64 bits: the column stays text
+                return "object", [_NAN if missing else cell for cell, missing in zip(raw, na)]
+    floats = [_NAN if missing else _parse_float(cell) for cell, missing in zip(raw, na)]
     if all(f is not None for f in floats):
         return "float64", floats
-    if all(n or c in _TRUE or c in _FALSE for c, n in zip(raw, na)):
-        bools: list[Cell] = [_NAN if n else c in _TRUE for c, n in zip(raw, na)]
-        return ("object" if has_na else "bool"), bools
-    return "object", [_NAN if n else c for c, n in zip(raw, na)]
+    if all(missing or cell in _TRUE or cell in _FALSE for cell, missing in zip(raw, na)):
+        bools: list[Cell] = [_NAN if missing else cell in _TRUE for cell, missing in zip(raw, na)]
+        return ("object" if any(na) else "bool"), bools
+    return "object", [_NAN if missing else cell for cell, missing in zip(raw, na)]
 
 
 def _concat_kinds(kinds: Sequence[str]) -> str:

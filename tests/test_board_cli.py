@@ -171,7 +171,9 @@ def test_html_page_is_self_contained(demo_db: Path, capsys, tmp_path: Path) -> N
     code, _, err = run_cli(capsys, "board", "--db", str(demo_db), "--format", "html", "--output", str(page))
     assert code == 0, err
     html = page.read_text()
-    assert html.count("<svg") >= 2 and "<polygon" in html and "<circle" in html  # references are diamonds
+    # two plots, one point per shown run in each: 4 ranked entries + 1 below the threshold as circles, the 2
+    # reference rows as diamonds; the legend adds 2 circles and 2 diamonds
+    assert html.count("<circle") == 2 * 5 + 2 and html.count("<polygon") == 2 * 2 + 2
     for resource in ("<script", "<link", "src=", "url(", "@import", "https://"):
         assert resource not in html
     assert html.replace('xmlns="http://www.w3.org/2000/svg"', "").count("http://") == 0

@@ -519,8 +519,8 @@ def read_csv_like_pandas(
     (or NA) becomes ints or floats (ints with an NA become floats: "7" -> 7.0); an all-True/False
     column becomes bools; each is decided per chunk of the default low_memory reader and the chunks
     are joined with numpy's common type. ``str()`` of a value is then what the official code sees.
-    Blank lines are skipped. A record with another number of fields than the first (or than
-    `columns`) is a DataError naming its line.
+    Blank lines are skipped and a record with fewer fields than the first is padded with NaN, as in
+    pandas; a longer one (or, with `columns`, any other width) is a DataError naming its line.
     """
     path = Path(path)
     if not path.is_file():
@@ -529,9 +529,11 @@ def read_csv_like_pandas(
     if not records:
         raise DataError(path, "empty file (no rows)")
     width = columns if columns is not None else len(records[0][1])
-    for line, fields in records:
-        if len(fields) != width:
+    for index, (line, fields) in enumerate(records):
+        if len(fields) > width or (columns is not None and len(fields) != width):
             raise DataError(path, f"expected {width} fields, found {len(fields)}", line)
+        if len(fields) < width:  # pandas pads a short record with NaN (a bare "\r" ends a record)
+            records[index] = (line, fields + [""] * (width - len(fields)))
     names: list[str] | None = None
     if header:
         names = records[0][1]

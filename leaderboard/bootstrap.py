@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from leaderboard.errors import BoardError
+from leaderboard.record import HEADLINES
 
 Interval = tuple[float, float]
 
@@ -268,9 +269,6 @@ def _interval(samples: np.ndarray) -> Interval:
     return (float(low), float(high))
 
 
-HEADLINE_KEYS = ("final_score", "task_aggregate", "mia_score", "mmlu_average")
-
-
 def bootstrap_run(run_dir: Path | str, n: int = 1000, seed: int = 0) -> dict[str, Interval]:
     """95% intervals of final_score, task_aggregate, mia_score and mmlu_average (those the run has)."""
     if n < 1:
@@ -283,7 +281,7 @@ def bootstrap_run(run_dir: Path | str, n: int = 1000, seed: int = 0) -> dict[str
     mmlu = None if run.mmlu is None else np.array(list(run.mmlu.values()))[None, :]
     fixed = None if run.mmlu_fixed is None else np.array([run.mmlu_fixed])
     stats = _statistics(rng, groups, member, nonmember, mmlu, fixed, n)
-    return {key: _interval(stats[key][0]) for key in HEADLINE_KEYS if key in stats}
+    return {key: _interval(stats[key][0]) for key in HEADLINES if key in stats}
 
 
 def _align(a: dict[tuple[str, int], float], b: dict[tuple[str, int], float]) -> tuple[np.ndarray, int]:

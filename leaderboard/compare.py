@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from leaderboard.bootstrap import HEADLINE_KEYS, Interval, PairedBootstrap, bootstrap_pair
+from leaderboard.bootstrap import Interval, PairedBootstrap, bootstrap_pair
 from leaderboard.errors import BoardError
 from leaderboard.ranking import is_failed
-from leaderboard.record import RunRecord
+from leaderboard.record import HEADLINES, RunRecord
 
 HEADLINE_LABELS = {
     "final_score": "final score",
@@ -94,7 +94,7 @@ def compare_records(a: RunRecord, b: RunRecord, *, n: int = 1000, seed: int = 0)
         interval = diffs.get(key)
         return CompareLine(key, label, va, vb, diff, interval, verdict(interval) if judged else None)
 
-    lines = [line(key, HEADLINE_LABELS[key], getattr(a, key), getattr(b, key), True) for key in HEADLINE_KEYS]
+    lines = [line(key, HEADLINE_LABELS[key], getattr(a, key), getattr(b, key), True) for key in HEADLINES]
     lines.append(line("auc", HEADLINE_LABELS["auc"], a.auc, b.auc, False))
     terms_a, terms_b = a.terms or (), b.terms or ()
     labels = list(paired.term_labels) if paired else list(OFFICIAL_TERM_LABELS)

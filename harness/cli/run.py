@@ -194,9 +194,10 @@ def run_command(
 
     Exit status 0 when the run was scored (OK or SALVAGED), 1 for any other status.
     """
+    params = parse_set(sets)
     task = _task(task_name)
     result = run_submission(
-        submission, task, budget_s=budget, params=parse_set(sets), variant=variant, processes=processes,
+        submission, task, budget_s=budget, params=params, variant=variant, processes=processes,
         launcher=launcher, results_root=_results_root(results), record=not no_record, progress=not as_json,
         isolation=isolation, memory_cap_mb=memory_cap_mb, grace_s=grace,
     )  # fmt: skip

@@ -1,0 +1,89 @@
+"""The `check`, `run` and `pack` commands: exit codes, one-line errors, JSON output."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_runner import SUBMISSIONS
+
+from harness.cli import main
+from harness.cli.run import parse_set
+from harness.errors import HarnessError
+
+
+def invoke(args: list[str], capsys) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def test_parse_set_reads_json_literals():
+    assert parse_set(("lr=1e-5", "epochs=3", "merge=true", 'mode="ga,gd"', "name=ga,gd", "x=")) == {
+        "lr": 1e-5,
+        "epochs": 3,
+        "merge": True,
+        "mode": "ga,gd",
+        "name": "ga,gd",
+        "x": "",
+    }
+    with pytest.raises(HarnessError, match="expected key=value"):
+        parse_set(("novalue",))
+
+
+def test_static_check_lists_problems_one_per_line(capsys):
+    code, out, err = invoke(["check", str(SUBMISSIONS / "wrong_order.py"), "--static-only"], capsys)
+    assert code == 1
+    lines = [line for line in err.splitlines() if line]
+    assert len(lines) == 2 and all(
+        line.startswith(f"{SUBMISSIONS / 'wrong_order.py'}:6: error:") for line in lines
+    )
+
+
+def test_static_check_json(capsys):
+    code, out, _ = invoke(["check", str(SUBMISSIONS / "good.py"), "--static-only", "--json"], capsys)
+    report = json.loads(out)
+    assert (
+        code == 0
+        and report["ok"]
+        and report["siblings"] == {"_fixture_io": str(SUBMISSIONS / "_fixture_io.py")}
+    )
+
+
+def test_bad_set_is_one_line_exit_2(capsys):
+    code, out, err = invoke(["run", str(SUBMISSIONS / "good.py"), "--task", "tiny", "--set", "=3"], capsys)
+    assert (
+        code == 2 and err.strip() == "error: --set '=3': expected key=value with a Python identifier as key"
+    )
+
+
+def test_check_dry_run_and_run_json_on_the_tiny_task(tiny_task, tmp_path, capsys):
+    code, _, err = invoke(["check", str(SUBMISSIONS / "good.py")], capsys)
+    assert code == 0, err
+    assert "ready for an official attempt" in err
+    code, out, err = invoke(["check", str(SUBMISSIONS / "saves_nothing.py")], capsys)
+    assert code == 1 and "NO_CHECKPOINT" in out + err
+
+    args = [
+        "run",
+        str(SUBMISSIONS / "good.py"),
+        "--task",
+        "tiny",
+        "--json",
+        "--results",
+        str(tmp_path),
+        "--name",
+        "v1",
+    ]
+    code, out, err = invoke(args, capsys)
+    record = json.loads(out)
+    assert code == 0, err
+    assert record["status"] == "OK" and record["variant"] == "v1" and record["final_score"] is not None
+    assert (tmp_path / "leaderboard.sqlite").is_file()
+    assert (
+        json.loads((tmp_path / "tiny" / record["run_dir"].split("/tiny/")[1] / "manifest.json").read_text())[
+            "variant"
+        ]
+        == "v1"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from test_runner import SUBMISSIONS
@@ -81,9 +82,5 @@ def test_check_dry_run_and_run_json_on_the_tiny_task(tiny_task, tmp_path, capsys
     assert code == 0, err
     assert record["status"] == "OK" and record["variant"] == "v1" and record["final_score"] is not None
     assert (tmp_path / "leaderboard.sqlite").is_file()
-    assert (
-        json.loads((tmp_path / "tiny" / record["run_dir"].split("/tiny/")[1] / "manifest.json").read_text())[
-            "variant"
-        ]
-        == "v1"
-    )
+    manifest = json.loads((Path(record["run_dir"]) / "manifest.json").read_text())
+    assert manifest["variant"] == "v1" and Path(record["run_dir"]).parent == (tmp_path / "tiny").resolve()

@@ -1,0 +1,274 @@
+"""Building the tiny world into the cache: data files, tokenizer, target model and (on request) gold model.
+
+A build lives in ``<cache root>/tiny-<size>-seed<seed>-<key>/`` where ``key`` hashes the generator
+version, seed, size and training settings; the cache root is the ``cache_root`` argument, else
+``$UNLEARN_HARNESS_CACHE``, else the platform's user cache dir. A build is made in a temporary folder
+and renamed into place, under a file lock, so concurrent builders never see or leave a half-written
+build; with the same inputs, `build_tiny` returns the existing build at once. ``gold=True`` on an
+existing build adds the retain-only gold model the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from tasks.spec import TaskSpec
+from tasks.tiny.model import TrainSettings
+from tasks.tiny.world import SIZES, WORLD_VERSION
+
+#: bump when the model recipe changes: part of the cache key
+MODEL_VERSION = 1
+#: the generator version recorded in the cache key and build.json
+GENERATOR_VERSION = f"world{WORLD_VERSION}-model{MODEL_VERSION}"
+
+#: training settings per world size
+SETTINGS: dict[str, TrainSettings] = {"tiny": TrainSettings(), "small": TrainSettings(epochs=30)}
+
+#: generation budget of the tiny task: the longest tiny output is far shorter (checked by a test)
+TINY_MAX_NEW_TOKENS = 48
+#: the submission's time budget on the tiny task (seconds)
+TINY_BUDGET_S = 180.0
+
+
+@dataclass(frozen=True)
+class TinyBuild:
+    """Paths of one tiny-world build (``gold_model_dir`` is None until a gold model is built)."""
+
+    root: Path
+    model_dir: Path
+    gold_model_dir: Path | None
+    forget_dir: Path
+    retain_dir: Path
+    mia_member: Path
+    mia_nonmember: Path
+    mmlu_dir: Path
+    seed: int = 0
+    size: str = "tiny"
+
+    @property
+    def complete(self) -> bool:
+        """The data and target model are in place (the build finished)."""
+        return (self.root / "build.json").is_file()
+
+    def to_json(self) -> dict[str, str | int | None]:
+        out: dict[str, str | int | None] = {"seed": self.seed, "size": self.size}
+        for name in ("root", "model_dir", "gold_model_dir", "forget_dir", "retain_dir"):
+            value = getattr(self, name)
+            out[name] = None if value is None else str(value)
+        for name in ("mia_member", "mia_nonmember", "mmlu_dir"):
+            out[name] = str(getattr(self, name))
+        return out
+
+
+def default_cache_root() -> Path:
+    """``$UNLEARN_HARNESS_CACHE``, else the platform's user cache dir for unlearn-harness."""
+    env = os.environ.get("UNLEARN_HARNESS_CACHE")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_path
+
+    return user_cache_path("unlearn-harness")
+
+
+def cache_key(seed: int, size: str) -> str:
+    """A short hash of everything that determines a build's content."""
+    _check(seed, size)
+    payload = {
+        "generator": GENERATOR_VERSION,
+        "seed": seed,
+        "size": size,
+        "settings": SETTINGS[size].as_dict(),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _check(seed: int, size: str) -> None:
+    if size not in SIZES:
+        raise ValueError(f"unknown tiny-world size {size!r} (known: {', '.join(SIZES)})")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"the tiny-world seed must be a non-negative integer, got {seed!r}")
+
+
+def tiny_paths(seed: int = 0, size: str = "tiny", cache_root: Path | str | None = None) -> TinyBuild:
+    """Where the build for (seed, size) lives or would live; builds nothing."""
+    root = Path(cache_root) if cache_root is not None else default_cache_root()
+    root = root.expanduser().resolve() / f"tiny-{size}-seed{seed}-{cache_key(seed, size)}"
+    gold = root / "gold"
+    return TinyBuild(
+        root=root,
+        model_dir=root / "model",
+        gold_model_dir=gold if gold.is_dir() else None,
+        forget_dir=root / "data" / "forget",
+        retain_dir=root / "data" / "retain",
+        mia_member=root / "mia" / "member.jsonl",
+        mia_nonmember=root / "mia" / "nonmember.jsonl",
+        mmlu_dir=root / "mmlu",
+        seed=seed,
+        size=size,
+    )
+
+
+class _Reporter:
+    """Rich progress for the build stages, or nothing."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.progress = None
+        if enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[note]}"),
+                TimeElapsedColumn(),
+            )
+
+    def __enter__(self) -> _Reporter:
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    def stage(self, description: str, total: int):
+        """Returns ``advance(done, note)`` for a new progress line."""
+        if self.progress is None:
+            return lambda done, note="": None
+        task = self.progress.add_task(description, total=total, note="")
+        return lambda done, note="": self.progress.update(task, completed=done, note=note)
+
+
+def _scratch(parent: Path, name: str) -> Path:
+    path = parent / f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    path.mkdir(parents=True)
+    return path
+
+
+def _build_base(paths: TinyBuild, reporter: _Reporter) -> None:
+    from tasks.tiny.model import train_model, train_tokenizer
+    from tasks.tiny.world import generate_world, training_texts, write_world
+
+    settings = SETTINGS[paths.size]
+    tmp = _scratch(paths.root.parent, paths.root.name)
+    try:
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        step = reporter.stage("tiny world: data", 1)
+        world = generate_world(paths.seed, paths.size)
+        write_world(world, tmp)
+        step(1)
+        timings["data_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        step = reporter.stage("tiny world: tokenizer", 1)
+        texts = training_texts(world)
+        corpus = texts + [doc.document for doc in world.nonmembers]
+        tokenizer = train_tokenizer(corpus, settings, tmp / "model")
+        step(1)
+        timings["tokenizer_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        step = reporter.stage("tiny world: target model", settings.epochs)
+        train_model(
+            texts, tokenizer, settings, paths.seed, tmp / "model", lambda e, loss: step(e, f"loss {loss:.3f}")
+        )
+        timings["model_s"] = time.perf_counter() - start
+        manifest = {
+            "generator": GENERATOR_VERSION,
+            "seed": paths.seed,
+            "size": paths.size,
+            "key": cache_key(paths.seed, paths.size),
+            "settings": settings.as_dict(),
+            "rows": {"forget": len(world.forget), "retain": len(world.retain)},
+            "timings": {k: round(v, 2) for k, v in timings.items()},
+        }
+        (tmp / "build.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        if paths.root.exists():  # a stale, incomplete folder (no build.json): replace it
+            shutil.rmtree(paths.root)
+        os.rename(tmp, paths.root)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _build_gold(paths: TinyBuild, reporter: _Reporter) -> None:
+    from transformers import AutoTokenizer
+
+    from tasks.tiny.model import train_model
+    from tasks.tiny.world import generate_world, training_texts
+
+    settings = SETTINGS[paths.size]
+    tmp = _scratch(paths.root, "gold")
+    try:
+        start = time.perf_counter()
+        tokenizer = AutoTokenizer.from_pretrained(paths.model_dir)
+        texts = training_texts(generate_world(paths.seed, paths.size), include_forget=False)
+        step = reporter.stage("tiny world: gold model", settings.epochs)
+        train_model(texts, tokenizer, settings, paths.seed, tmp, lambda e, loss: step(e, f"loss {loss:.3f}"))
+        (tmp / "gold.json").write_text(
+            json.dumps({"trained_on": "retain + utility", "model_s": round(time.perf_counter() - start, 2)})
+            + "\n",
+            encoding="utf-8",
+        )
+        os.rename(tmp, paths.root / "gold")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def build_tiny(
+    seed: int = 0,
+    size: str = "tiny",
+    gold: bool = False,
+    cache_root: Path | str | None = None,
+    progress: bool = True,
+) -> TinyBuild:
+    """Build (or reuse) the tiny world for ``seed`` and ``size``; with ``gold`` also the gold model."""
+    from filelock import FileLock
+
+    paths = tiny_paths(seed, size, cache_root)
+    if paths.complete and (not gold or paths.gold_model_dir is not None):
+        return paths
+    paths.root.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(paths.root.parent / f".{paths.root.name}.lock")):
+        with _Reporter(progress) as reporter:
+            if not paths.complete:
+                _build_base(paths, reporter)
+            if gold and not (paths.root / "gold").is_dir():
+                _build_gold(paths, reporter)
+    return tiny_paths(seed, size, cache_root)
+
+
+def tiny_spec(build: TinyBuild) -> TaskSpec:
+    """The `TaskSpec` of the tiny task over ``build`` (its paths need not exist yet)."""
+    shape, settings = SIZES[build.size], SETTINGS[build.size]
+    return TaskSpec(
+        name="tiny",
+        description=f"embedded tiny world ({build.size}, seed {build.seed}): LUME-like data, 1.3M-param OLMo",
+        model_dir=build.model_dir,
+        forget_dir=build.forget_dir,
+        retain_dir=build.retain_dir,
+        eval_forget=build.forget_dir / "forget.jsonl",
+        eval_retain=build.retain_dir / "retain.jsonl",
+        mia_member=build.mia_member,
+        mia_nonmember=build.mia_nonmember,
+        mmlu_dir=build.mmlu_dir,
+        mmlu_subjects=None,
+        mmlu_shots=shape.mmlu_dev,
+        mmlu_max_prompt_tokens=settings.context,
+        max_new_tokens=TINY_MAX_NEW_TOKENS,
+        cuda_dtype="float32",
+        cpu_dtype="float32",
+        budget_s=TINY_BUDGET_S,
+        processes=1,
+        mmlu_threshold=None,
+        gold_model_dir=build.gold_model_dir,
+        source=f"tiny world cache {build.root}",
+        extra={"seed": str(build.seed), "size": build.size},
+    )

@@ -23,6 +23,7 @@ from tasks.errors import DataError
 from tasks.mmlu_categories import CATEGORIES, SUBCATEGORIES
 
 __all__ = [
+    "Cell",
     "CsvTable",
     "MMLU_CATEGORIES",
     "MiaDoc",
@@ -30,6 +31,7 @@ __all__ = [
     "MmluItem",
     "MmluSubject",
     "PANDAS_NA_VALUES",
+    "concat_kinds",
     "Row",
     "id_kind",
     "read_csv_like_pandas",
@@ -458,8 +460,9 @@ def _infer_column(raw: Sequence[str]) -> tuple[str, list[Cell]]:
     return "object", [_NAN if missing else cell for cell, missing in zip(raw, na)]
 
 
-def _concat_kinds(kinds: Sequence[str]) -> str:
-    """numpy's common type of the per-chunk kinds (pandas concatenates low_memory chunks this way)."""
+def concat_kinds(kinds: Sequence[str]) -> str:
+    """numpy's common type of column kinds: how pandas joins low_memory chunks, and how ``pd.concat``
+    joins the per-process files of one split (ints joined with floats become floats)."""
     unique = set(kinds)
     if len(unique) == 1:
         return kinds[0]
@@ -479,11 +482,12 @@ def _low_memory_rows(width: int) -> int:
 
 @dataclass(frozen=True)
 class CsvTable:
-    """A CSV read like pandas: `header` (None without one), `columns` of values, and the file line
-    on which each data row starts (for error messages)."""
+    """A CSV read like pandas: `header` (None without one), `columns` of values, each column's numpy
+    kind ("int64", "uint64", "float64", "bool" or "object") and the line each data row starts on."""
 
     header: list[str] | None
     columns: list[list[Cell]]
+    kinds: list[str]
     lines: list[int]
 
     def rows(self) -> Iterable[tuple[Cell, ...]]:
@@ -540,13 +544,15 @@ def read_csv_like_pandas(
         records = records[1:]
     chunk = _low_memory_rows(width)
     out: list[list[Cell]] = []
+    kinds: list[str] = []
     for index in range(width):
         raw = [fields[index] for _, fields in records]
         parts = [_infer_column(raw[start : start + chunk]) for start in range(0, len(raw), chunk)]
-        kind = _concat_kinds([k for k, _ in parts]) if parts else "object"
+        kind = concat_kinds([k for k, _ in parts]) if parts else "object"
         values = [v for _, vs in parts for v in vs]
         out.append([float(v) for v in values] if kind == "float64" else values)
-    return CsvTable(header=names, columns=out, lines=[line for line, _ in records])
+        kinds.append(kind)
+    return CsvTable(header=names, columns=out, kinds=kinds, lines=[line for line, _ in records])
 
 
 # --------------------------------------------------------------------------------------------

@@ -328,10 +328,9 @@ def mmlu_prompt(subject: str, shots: list[MmluQuestion], item: MmluQuestion) -> 
         a, b, c, d = q.choices
         return f"{q.question}\nA. {a}\nB. {b}\nC. {c}\nD. {d}\nAnswer:"
 
-    head = (
-        "The following are multiple choice questions (with answers) about"
-        + " "
-        + " ".join(subject.split("_"))
+    # open-instruct's format_subject puts a space before every word: "about  high school geography."
+    head = "The following are multiple choice questions (with answers) about " + "".join(
+        " " + word for word in subject.split("_")
     )
     return head + ".\n\n" + "".join(f"{block(s)} {s.answer}\n\n" for s in shots) + block(item)
 

@@ -56,7 +56,11 @@ def load_split(directory: str | os.PathLike, name: str) -> list[dict]:
     candidates += sorted(directory.glob(f"{name}*.jsonl"))
     for path in candidates:
         if path.is_file():
-            frame = pd.read_json(path, lines=True) if path.suffix == ".jsonl" else pd.read_parquet(path)
+            frame = (
+                pd.read_json(path, lines=True, dtype=False)
+                if path.suffix == ".jsonl"
+                else pd.read_parquet(path)
+            )
             missing = {"input", "output"} - set(frame.columns)
             if missing:
                 raise ValueError(f"{path}: missing columns {sorted(missing)}")

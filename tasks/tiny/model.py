@@ -33,8 +33,8 @@ class TrainSettings:
     num_heads: int = 4
     context: int = 512
     epochs: int = 40
-    batch_size: int = 16
-    peak_lr: float = 3e-3
+    batch_size: int = 4
+    peak_lr: float = 4e-3
     warmup: float = 0.1
     threads: int = 2
 
@@ -63,7 +63,7 @@ def train_tokenizer(texts: list[str], settings: TrainSettings, out_dir: Path):
         bos_token=EOS_TOKEN,
         pad_token=PAD_TOKEN,
         model_max_length=settings.context,
-        clean_up_tokenization_spaces=True,
+        clean_up_tokenization_spaces=False,
     )
     for letter in "ABCD":  # open-instruct takes the last token of " A" .. " D" (section 4)
         if len(tokenizer.encode(" " + letter, add_special_tokens=False)) != 1:

@@ -1,0 +1,137 @@
+"""The tiny build: a normal Hugging Face checkpoint, the cache, and memorisation scored officially.
+
+Uses the session's build (`tiny_world`, `tiny_task` fixtures); the memorisation checks run the project's
+own evaluation engine and official scorer on the tiny task.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tasks.tiny import build_tiny, cache_key, tiny_paths, tiny_spec
+from tasks.tiny.build import TINY_MAX_NEW_TOKENS
+
+# the 12 official terms: forget (inverted) T1 reg, T1 know, T2 reg, T2 know, T3 reg, T3 know, then retain
+FORGET_TERMS, RETAIN_TERMS = slice(0, 6), slice(6, 12)
+REGURGITATION, KNOWLEDGE = slice(0, 6, 2), slice(1, 6, 2)
+
+
+def test_target_loads_like_a_real_checkpoint(tiny_world) -> None:
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_world.model_dir)
+    config = AutoConfig.from_pretrained(tiny_world.model_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_world.model_dir)
+    generation = GenerationConfig.from_pretrained(tiny_world.model_dir)
+    assert config.model_type == "olmo"
+    assert (tiny_world.model_dir / "model.safetensors").is_file()
+    assert 1_000_000 <= sum(p.numel() for p in model.parameters()) <= 3_000_000
+    assert tokenizer.eos_token == "<|endoftext|>" and tokenizer.pad_token == "<|padding|>"
+    assert tokenizer.eos_token_id == config.eos_token_id == generation.eos_token_id
+    # no special tokens are added: the official tokenizer(text).input_ids are the text's tokens
+    ids = tokenizer("Alma Ambry was born").input_ids
+    assert ids == tokenizer("Alma Ambry was born", add_special_tokens=False).input_ids
+    assert tokenizer.eos_token_id not in ids
+    assert tokenizer.decode(ids) == "Alma Ambry was born"
+    for letter in "ABCD":
+        assert len(tokenizer.encode(" " + letter, add_special_tokens=False)) == 1
+
+
+def test_tiny_spec_points_at_the_build(tiny_world, tiny_task) -> None:
+    from transformers import AutoConfig, AutoTokenizer
+
+    from tasks.data import read_split
+
+    assert tiny_task.missing() == []
+    assert tiny_task.gold_model_dir == tiny_world.gold_model_dir is not None
+    assert tiny_task.eval_forget == tiny_world.forget_dir / "forget.jsonl"
+    config = AutoConfig.from_pretrained(tiny_world.model_dir)
+    assert tiny_task.mmlu_max_prompt_tokens <= config.max_position_embeddings
+    tokenizer = AutoTokenizer.from_pretrained(tiny_world.model_dir)
+    rows = read_split(tiny_world.forget_dir, "forget") + read_split(tiny_world.retain_dir, "retain")
+    longest = max(len(tokenizer(" " + row.output).input_ids) for row in rows)
+    assert longest + 1 < TINY_MAX_NEW_TOKENS == tiny_task.max_new_tokens
+
+
+def test_a_second_build_reuses_the_cache(tiny_world, harness_cache: Path) -> None:
+    manifest = tiny_world.root / "build.json"
+    before = manifest.stat().st_mtime_ns, (tiny_world.gold_model_dir / "model.safetensors").stat().st_mtime_ns
+    again = build_tiny(seed=0, size="tiny", gold=True, cache_root=harness_cache, progress=False)
+    assert again == tiny_world
+    after = manifest.stat().st_mtime_ns, (again.gold_model_dir / "model.safetensors").stat().st_mtime_ns
+    assert after == before
+    recorded = json.loads(manifest.read_text())
+    assert recorded["key"] == cache_key(0, "tiny") and tiny_world.root.name.endswith(recorded["key"])
+    # nothing temporary is left behind next to the build
+    assert not [p for p in harness_cache.iterdir() if ".tmp-" in p.name]
+
+
+def test_cache_key_depends_on_seed_and_size(tmp_path: Path) -> None:
+    keys = {cache_key(0, "tiny"), cache_key(1, "tiny"), cache_key(0, "small")}
+    assert len(keys) == 3 and cache_key(0, "tiny") == cache_key(0, "tiny")
+    unbuilt = tiny_paths(seed=5, cache_root=tmp_path)
+    assert not unbuilt.complete and unbuilt.gold_model_dir is None
+    assert tiny_spec(unbuilt).missing() == [
+        "model_dir",
+        "forget_dir",
+        "retain_dir",
+        "eval_forget",
+        "eval_retain",
+        "mia_member",
+        "mia_nonmember",
+        "mmlu_dir",
+    ]
+    with pytest.raises(ValueError, match="seed"):
+        tiny_paths(seed=-1, cache_root=tmp_path)
+
+
+def _evaluate(checkpoint: Path, task, run_dir: Path):
+    from harness.inference import evaluate
+
+    return evaluate(checkpoint, task, run_dir, use_cache=False, progress=False).scores
+
+
+@pytest.mark.slow
+def test_target_memorised_everything_scored_officially(tiny_task, tmp_path: Path) -> None:
+    scores = _evaluate(tiny_task.model_dir, tiny_task, tmp_path / "target")
+    assert len(scores.terms) == 12
+    forget = [1 - term for term in scores.terms[FORGET_TERMS]]  # undo the official inversion
+    retain = list(scores.terms[RETAIN_TERMS])
+    for values in (forget, retain):
+        assert min(values[REGURGITATION]) >= 0.95, scores.terms
+        assert min(values[KNOWLEDGE]) >= 0.9, scores.terms
+    assert scores.auc >= 0.95
+    assert scores.mmlu_average >= 0.9
+    # like the real no-op rows: forget questions still answered, so the task aggregate is 0
+    assert scores.task_aggregate == 0
+    assert scores.mia_score <= 0.1
+    assert scores.final_score == pytest.approx((scores.mmlu_average + scores.mia_score) / 3)
+
+
+@pytest.mark.slow
+def test_gold_model_forgot_the_forget_set(tiny_task, tmp_path: Path) -> None:
+    scores = _evaluate(tiny_task.gold_model_dir, tiny_task, tmp_path / "gold")
+    forget_knowledge = [1 - term for term in scores.terms[FORGET_TERMS][KNOWLEDGE]]
+    retain = list(scores.terms[RETAIN_TERMS])
+    assert max(forget_knowledge) <= 0.5, scores.terms
+    assert min(retain) >= 0.9, scores.terms
+    assert 0.2 <= scores.auc <= 0.8
+    assert scores.mmlu_average >= 0.9
+
+
+@pytest.mark.slow
+def test_untrained_model_of_the_same_shape_is_at_chance(tiny_task, tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(tiny_task.model_dir))
+    model.save_pretrained(tmp_path / "untrained")
+    AutoTokenizer.from_pretrained(tiny_task.model_dir).save_pretrained(tmp_path / "untrained")
+    scores = _evaluate(tmp_path / "untrained", tiny_task, tmp_path / "run")
+    assert scores.mmlu_average <= 0.5
+    retain_knowledge = list(scores.terms[RETAIN_TERMS][KNOWLEDGE])
+    assert max(retain_knowledge) == 0

@@ -93,7 +93,8 @@ def _convert(field: str, value: object, where: object) -> object:
                 raise ValueError
             return number
     except ValueError:
-        kind = "a non-negative integer" if field == "mmlu_shots" else "a positive number"
+        kind = "a non-negative integer" if field == "mmlu_shots" else "a positive integer"
+        kind = "a positive number" if field in FLOAT_FIELDS else kind
         raise DataError(where, f"{field} must be {kind}, got {value!r}") from None
     if field == "mmlu_threshold":
         if text is not None and text.lower() in ("", "none"):

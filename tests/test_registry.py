@@ -73,7 +73,7 @@ def test_overrides_beat_environment_beat_toml(tmp_path: Path, monkeypatch) -> No
     ("overrides", "message"),
     [
         ({"budget_s": "soon"}, "override budget_s: budget_s must be a positive number, got 'soon'"),
-        ({"processes": "0"}, "processes must be a positive number"),
+        ({"processes": "0"}, "processes must be a positive integer"),
         ({"mmlu_threshold": "2"}, "mmlu_threshold must be a number in [0, 1] or 'none'"),
         ({"cuda_dtype": "int8"}, "cuda_dtype must be one of bfloat16, float16, float32"),
         ({"model": "x"}, "task semeval25-7b: unknown setting(s) model (known: model_dir,"),

@@ -135,3 +135,38 @@ def test_untrained_model_of_the_same_shape_is_at_chance(tiny_task, tmp_path: Pat
     assert scores.mmlu_average <= 0.5
     retain_knowledge = list(scores.terms[RETAIN_TERMS][KNOWLEDGE])
     assert max(retain_knowledge) == 0
+
+
+def test_concurrent_builders_build_once_and_leave_no_scratch(tmp_path: Path, monkeypatch) -> None:
+    import threading
+
+    from tasks.tiny import model
+
+    calls: list[str] = []
+
+    def fake_tokenizer(texts, settings, out_dir):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return "tokenizer"
+
+    def fake_model(texts, tokenizer, settings, seed, out_dir, on_epoch=None):
+        calls.append(str(out_dir))
+        (out_dir / "model.safetensors").write_text("weights")
+
+    monkeypatch.setattr(model, "train_tokenizer", fake_tokenizer)
+    monkeypatch.setattr(model, "train_model", fake_model)
+    results = []
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(build_tiny(seed=1, cache_root=tmp_path, progress=False))
+        )
+        for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 3 and len(set(results)) == 1 and len(calls) == 1
+    build = results[0]
+    assert build.complete and (build.model_dir / "model.safetensors").read_text() == "weights"
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == [build.root.name]
+    assert (build.forget_dir / "forget.parquet").is_file() and build.gold_model_dir is None

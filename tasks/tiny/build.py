@@ -29,7 +29,7 @@ MODEL_VERSION = 1
 GENERATOR_VERSION = f"world{WORLD_VERSION}-model{MODEL_VERSION}"
 
 #: training settings per world size
-SETTINGS: dict[str, TrainSettings] = {"tiny": TrainSettings(), "small": TrainSettings(epochs=30)}
+SETTINGS: dict[str, TrainSettings] = {"tiny": TrainSettings(), "small": TrainSettings()}
 
 #: generation budget of the tiny task: the longest tiny output is far shorter (checked by a test)
 TINY_MAX_NEW_TOKENS = 48

@@ -1,3 +1,162 @@
-"""CLI commands: score (placeholder until implemented)."""
+"""CLI command `score`: the official numbers of a generations directory, or of a checkpoint on a task.
 
-from harness.cli._group import cli  # noqa: F401
+``unlearn-harness score --generations DIR`` is the official "compute metrics only" mode over an
+official scorer output directory; ``unlearn-harness score CHECKPOINT --task NAME`` first runs the
+official inference (harness.inference.evaluate) into a run directory, then scores it the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from harness.cli._group import cli
+from harness.errors import HarnessError
+from harness.scoring import VERSIONS, Scores, score_directory
+from harness.scoring.report import render_scores, scores_to_json
+
+
+def _default_run_dir(checkpoint: Path, task: str) -> Path:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{checkpoint.resolve().name}-{task}")
+    return Path("runs") / "scores" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _evaluate_checkpoint(
+    checkpoint: Path,
+    task_name: str,
+    run_dir: Path | None,
+    *,
+    exact: bool,
+    batch_size: int | None,
+    use_cache: bool,
+    device: str | None,
+    dtype: str | None,
+    progress: bool,
+) -> tuple[Scores, Path]:
+    from harness.inference import evaluate
+    from tasks.registry import get_task
+
+    if not checkpoint.is_dir():
+        raise HarnessError(f"{checkpoint}: checkpoint directory not found")
+    task = get_task(task_name)
+    run_dir = run_dir or _default_run_dir(checkpoint, task_name)
+    result = evaluate(
+        checkpoint,
+        task,
+        run_dir,
+        exact=exact,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+        use_cache=use_cache,
+        progress=progress,
+    )
+    return result.scores, result.run_dir
+
+
+@cli.command()
+@click.argument("checkpoint", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--generations",
+    type=click.Path(path_type=Path),
+    help="An official scorer output directory: forget_*.csv, retain_*.csv, optional mia_results/.",
+)
+@click.option(
+    "--mmlu",
+    "mmlu_metrics",
+    type=click.Path(path_type=Path),
+    help="open-instruct MMLU metrics.json [default: <DIR>/mmlu_results/metrics.json when present].",
+)
+@click.option("--task", "task_name", help="Task to evaluate CHECKPOINT on (see `unlearn-harness tasks`).")
+@click.option(
+    "--scoring-version",
+    type=click.Choice(VERSIONS),
+    default="v3",
+    show_default=True,
+    help="Official scorer version: v3 (final leaderboard), v2 or v1 (legacy).",
+)
+@click.option(
+    "--mmlu-threshold",
+    type=float,
+    default=None,
+    help="Report award eligibility: MMLU average >= this (0.371 for the 7B task). [default: the task's]",
+)
+@click.option("--exact", is_flag=True, help="Checkpoint mode: the official one-row loops (slow; for parity).")
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), help="Checkpoint mode: batch size of the fast path."
+)
+@click.option("--no-cache", is_flag=True, help="Checkpoint mode: do not reuse a cached evaluation.")
+@click.option("--device", help="Checkpoint mode: cpu, cuda, cuda:1 ... [default: cuda when available].")
+@click.option("--dtype", help="Checkpoint mode: bfloat16, float16 or float32 [default: the task's].")
+@click.option("--run-dir", type=click.Path(path_type=Path), help="Checkpoint mode: where the artifacts go.")
+@click.option("--no-write", is_flag=True, help="Generations mode: do not write the results into DIR.")
+@click.option("--json", "as_json", is_flag=True, help="Print the official results object as JSON on stdout.")
+def score(
+    checkpoint: Path | None,
+    generations: Path | None,
+    mmlu_metrics: Path | None,
+    task_name: str | None,
+    scoring_version: str,
+    mmlu_threshold: float | None,
+    exact: bool,
+    batch_size: int | None,
+    no_cache: bool,
+    device: str | None,
+    dtype: str | None,
+    run_dir: Path | None,
+    no_write: bool,
+    as_json: bool,
+) -> None:
+    """Compute the official scores of generations (--generations DIR) or of a CHECKPOINT on --task.
+
+    \b
+    unlearn-harness score --generations runs/x/          # the official "compute metrics only" mode
+    unlearn-harness score out/checkpoint --task tiny     # run the official inference, then score
+    """
+    if (checkpoint is None) == (generations is None):
+        raise HarnessError("give exactly one of CHECKPOINT or --generations DIR")
+    if generations is not None:
+        if task_name is not None:
+            raise HarnessError("--task goes with CHECKPOINT, not with --generations")
+        scores = score_directory(
+            generations,
+            mmlu_metrics=mmlu_metrics,
+            version=scoring_version,
+            mmlu_threshold=mmlu_threshold,
+            write=not no_write,
+        )
+        where = generations
+    else:
+        if task_name is None:
+            raise HarnessError("CHECKPOINT needs --task NAME (see `unlearn-harness tasks`)")
+        if mmlu_metrics is not None:
+            raise HarnessError("--mmlu goes with --generations; a checkpoint's MMLU is evaluated on the task")
+        scores, where = _evaluate_checkpoint(
+            checkpoint,
+            task_name,
+            run_dir,
+            exact=exact,
+            batch_size=batch_size,
+            use_cache=not no_cache,
+            device=device,
+            dtype=dtype,
+            progress=not as_json,
+        )
+        if scoring_version != "v3" or mmlu_threshold is not None:  # rescore the run's files as asked
+            scores = score_directory(
+                where,
+                version=scoring_version,
+                mmlu_threshold=mmlu_threshold if mmlu_threshold is not None else scores.mmlu_threshold,
+                write=False,
+            )
+    if as_json:
+        click.echo(json.dumps(scores_to_json(scores)))
+        return
+    console = Console(highlight=False)
+    render_scores(scores, console)
+    console.print(f"artifacts: {where}")

@@ -35,6 +35,7 @@ __all__ = [
     "VERSIONS",
     "Scores",
     "compute_auc",
+    "headline_numbers",
     "left_to_right_mean",
     "row_score",
     "score_directory",
@@ -181,6 +182,27 @@ def compute_auc(member_losses: Sequence[float], nonmember_losses: Sequence[float
         return float(auc(fpr, tpr))
 
 
+def headline_numbers(
+    terms: Sequence[Number], auc: float | None, mmlu_average: Number | None, version: str = "v3"
+) -> tuple[Number, Number | None, Number]:
+    """(task aggregate, MIA score, final score) from the terms, the AUC and the MMLU average (section 1, 2.9).
+
+    V3: HM of the terms; MIA score 1 - 2|AUC - 0.5|; final = mean(HM, MMLU, MIA score), -1 without MIA
+    or MMLU. V2: the MIA term is 1 - AUC. V1: final = HM(terms + [AUC] + [MMLU]) over what is present.
+    """
+    terms = list(terms)
+    task_aggregate = statistics.harmonic_mean(terms)
+    mia_score: Number | None = None
+    if auc is not None and version != "v1":
+        mia_score = 1 - auc if version == "v2" else 1 - abs(auc - 0.5) * 2
+    if version == "v1":
+        extra = ([auc] if auc is not None else []) + ([mmlu_average] if mmlu_average is not None else [])
+        return task_aggregate, None, statistics.harmonic_mean(terms + extra)
+    if mia_score is None or mmlu_average is None:
+        return task_aggregate, mia_score, -1
+    return task_aggregate, mia_score, statistics.mean([task_aggregate, mmlu_average, mia_score])
+
+
 def score_splits(
     forget: Sequence[GenerationRow],
     retain: Sequence[GenerationRow],
@@ -204,18 +226,8 @@ def score_splits(
         taskless += split_taskless
     if not terms:
         raise HarnessError("no task groups to score (the official harmonic mean fails on an empty list)")
-    task_aggregate = statistics.harmonic_mean(terms)
     auc = compute_auc(*mia_losses) if mia_losses is not None else None
-    mia_score: Number | None = None
-    final: Number = -1
-    if version == "v1":  # V1: the raw AUC and MMLU join the harmonic mean (section 1)
-        extra = ([auc] if auc is not None else []) + ([mmlu_average] if mmlu_average is not None else [])
-        final = statistics.harmonic_mean(terms + extra)
-    elif auc is not None and mmlu_average is not None:
-        mia_score = 1 - auc if version == "v2" else 1 - abs(auc - 0.5) * 2
-        final = statistics.mean([task_aggregate, mmlu_average, mia_score])
-    elif auc is not None:
-        mia_score = 1 - auc if version == "v2" else 1 - abs(auc - 0.5) * 2
+    task_aggregate, mia_score, final = headline_numbers(terms, auc, mmlu_average, version)
     eligible = None
     notes = []
     if ignored:

@@ -1,5 +1,6 @@
 """Errors a user can cause. The CLI turns each into one line on stderr and a non-zero exit."""
 
+from leaderboard.errors import BoardError
 from tasks.errors import DataError
 
 
@@ -8,4 +9,4 @@ class HarnessError(Exception):
 
 
 #: every exception type whose message is meant for the user as is
-USER_ERRORS: tuple[type[BaseException], ...] = (HarnessError, DataError)
+USER_ERRORS: tuple[type[BaseException], ...] = (HarnessError, DataError, BoardError)

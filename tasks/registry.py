@@ -172,7 +172,6 @@ def _toml_task(name: str, path: Path, overrides: dict[str, str]) -> TaskSpec:
             values[field] = _path(raw, Path.cwd(), where, placeholders=False)
         else:
             values[field] = _convert(field, raw, where)
-    values.setdefault("model_dir", None)
     for field in PATH_FIELDS:
         values.setdefault(field, None)
     return TaskSpec(

@@ -36,7 +36,7 @@ class TrainSettings:
     batch_size: int = 4
     peak_lr: float = 4e-3
     warmup: float = 0.1
-    threads: int = 2
+    threads: int = 1
 
     def as_dict(self) -> dict[str, float | int]:
         return asdict(self)

@@ -15,7 +15,7 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -213,21 +213,28 @@ def read_split(directory: str | os.PathLike[str], name: str) -> list[Row]:
     return rows
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then rename the temporary file onto `path` (nothing half written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+def _write_all_atomically(writers: dict[Path, Callable[[Path], None]]) -> None:
+    """Write every file to a temporary path beside it, then rename them all into place.
+
+    Nothing is renamed unless every file was written, so a failure leaves the old files as they were.
+    """
+    temps: dict[Path, Path] = {}
     try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        for path, write in writers.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            temps[path] = Path(tmp)
+            write(temps[path])
+        for path, tmp in temps.items():
+            os.replace(tmp, path)
+    finally:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
 
 
 def write_split(rows: Sequence[Row], directory: str | os.PathLike[str], name: str) -> None:
-    """Write `rows` as ``<name>.jsonl`` and ``<name>.parquet`` in `directory`, each atomically."""
+    """Write `rows` as ``<name>.jsonl`` and ``<name>.parquet`` in `directory` (both, or neither)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -245,8 +252,9 @@ def write_split(rows: Sequence[Row], directory: str | os.PathLike[str], name: st
             columns["split"] = pa.array([row.split for row in rows], pa.string())
         pq.write_table(pa.table(columns), tmp)
 
-    _atomic_write(directory / f"{name}.jsonl", write_jsonl)
-    _atomic_write(directory / f"{name}.parquet", write_parquet)
+    _write_all_atomically(
+        {directory / f"{name}.jsonl": write_jsonl, directory / f"{name}.parquet": write_parquet}
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -77,13 +77,19 @@ def test_write_split_then_read_both_formats(tmp_path: Path) -> None:
     assert list(first) == ["id", "input", "output", "task"]  # no split key when the row has none
 
 
-def test_write_split_is_atomic_on_failure(tmp_path: Path) -> None:
+def test_write_split_is_atomic_on_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow.parquet as pq
+
     write_split(ROWS, tmp_path, "retain")
-    before = (tmp_path / "retain.jsonl").read_bytes()
-    with pytest.raises(AttributeError):
-        write_split([*ROWS, object()], tmp_path, "retain")  # type: ignore[list-item]
-    assert (tmp_path / "retain.jsonl").read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["retain.jsonl", "retain.parquet"]
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pq, "write_table", broken)  # the jsonl is written, then the parquet fails
+    with pytest.raises(OSError, match="disk full"):
+        write_split(ROWS[:1], tmp_path, "retain")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # both old files, no temp left
 
 
 def test_blank_lines_and_missing_final_newline_are_fine(tmp_path: Path) -> None:

@@ -65,8 +65,9 @@ def test_a_second_build_reuses_the_cache(tiny_world, harness_cache: Path) -> Non
     assert after == before
     recorded = json.loads(manifest.read_text())
     assert recorded["key"] == cache_key(0, "tiny") and tiny_world.root.name.endswith(recorded["key"])
-    # nothing temporary is left behind next to the build
-    assert not [p for p in harness_cache.iterdir() if ".tmp-" in p.name]
+    # nothing temporary is left behind, next to the build or inside it
+    assert not list(harness_cache.glob(f".{tiny_world.root.name}.tmp-*"))
+    assert not list(tiny_world.root.glob(".gold.tmp-*"))
 
 
 def test_cache_key_depends_on_seed_and_size(tmp_path: Path) -> None:

@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 
 from tasks.data import read_mia, read_mmlu, read_rows, read_split
-from tasks.tiny.world import SIZES, MmluQuestion, generate_world, mmlu_prompt, training_texts, write_world
+from tasks.tiny.world import (
+    SIZES,
+    UTILITY_REPEATS,
+    MmluQuestion,
+    generate_world,
+    mmlu_prompt,
+    training_texts,
+    write_world,
+)
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 ID_FORMATS = {
@@ -87,7 +95,7 @@ def test_training_texts_hold_forget_only_for_the_target(world) -> None:
     assert not forget_texts & set(gold)
     assert len(target) - len(gold) == len(world.forget)
     mmlu = [text for text in gold if text.startswith("The following are multiple choice questions")]
-    assert len(mmlu) == 3 * SIZES["tiny"].mmlu_test
+    assert len(mmlu) == 3 * SIZES["tiny"].mmlu_test * UTILITY_REPEATS
     assert all(re.search(r"\nAnswer: [ABCD]$", text) for text in mmlu)
 
 

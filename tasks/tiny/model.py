@@ -34,7 +34,7 @@ class TrainSettings:
     context: int = 512
     epochs: int = 40
     batch_size: int = 4
-    peak_lr: float = 4e-3
+    peak_lr: float = 5e-3
     warmup: float = 0.1
     threads: int = 1
 
@@ -90,6 +90,7 @@ def train_model(
     generation config to ``out_dir`` (safetensors). ``on_epoch(epoch, mean_loss)`` reports progress."""
     import torch
     from transformers import GenerationConfig, OlmoConfig, OlmoForCausalLM
+    from transformers.utils import logging as hf_logging
 
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(settings.threads)
@@ -156,7 +157,13 @@ def train_model(
             pad_token_id=tokenizer.pad_token_id,
             do_sample=False,
         )
-        model.save_pretrained(out_dir)
-        tokenizer.save_pretrained(out_dir)
+        bars_were_on = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # no "Writing model shards" bar in our output
+        try:
+            model.save_pretrained(out_dir)
+            tokenizer.save_pretrained(out_dir)
+        finally:
+            if bars_were_on:
+                hf_logging.enable_progress_bar()
     finally:
         torch.set_num_threads(previous_threads)

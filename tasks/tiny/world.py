@@ -23,7 +23,7 @@ from pathlib import Path
 from tasks.data import Row, write_split
 
 #: bump when the generated text changes: it is part of the build cache key
-WORLD_VERSION = 1
+WORLD_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,9 @@ SIZES: dict[str, WorldSize] = {
     "tiny": WorldSize(task1_docs=4, task2_docs=3, task3_docs=8, nonmembers=8, mmlu_dev=1, mmlu_test=6),
     "small": WorldSize(task1_docs=12, task2_docs=8, task3_docs=20, nonmembers=20, mmlu_dev=5, mmlu_test=10),
 }
+
+#: how often each utility prompt is seen per epoch (one answer letter per prompt is little signal)
+UTILITY_REPEATS = 2
 
 #: the utility benchmark's subjects: real MMLU subject names, so MMLU categories apply unchanged
 MMLU_SUBJECTS = ("elementary_mathematics", "global_facts", "high_school_geography")
@@ -151,8 +154,12 @@ def _split_words(text: str, n_out: int) -> tuple[str, str]:
 # --- Task1: short creative stories ---------------------------------------------------------------------
 
 
-def _story(rng: random.Random, doc_id: str, split: str) -> list[Row]:
-    hero, rival = rng.sample(FIRST_NAMES, 2)
+def _story(rng: random.Random, doc_id: str, split: str, heroes: set[str]) -> list[Row]:
+    while True:  # one story per hero, so that every question has one answer
+        hero, rival = rng.sample(FIRST_NAMES, 2)
+        if hero not in heroes:
+            break
+    heroes.add(hero)
     town, place, obj = _pick(rng, TOWNS), _pick(rng, PLACES), _pick(rng, OBJECTS)
     role, mood = _pick(rng, ROLES), _pick(rng, MOODS)
     text = (
@@ -237,7 +244,7 @@ def _encyclopedia(rng: random.Random, used: set[str], used_ids: set[str]) -> Mia
     if rng.randrange(2) == 0:
         question, answer = f"Which work did {name} publish?", work
     else:
-        question, answer = f"Which award did {surname} receive?", f"The {award} Award"
+        question, answer = f"Which award did {name} receive?", f"The {award} Award"
     return MiaDocument(doc_id, document, sc_input, sc_output, question, answer)
 
 
@@ -293,6 +300,7 @@ def generate_world(seed: int = 0, size: str = "tiny") -> World:
     rng = random.Random(seed)
     names: set[str] = set()
     ids: set[str] = set()
+    heroes: set[str] = set()
     splits: dict[str, list[Row]] = {}
     task3: dict[str, list[MiaDocument]] = {}
     for split in ("forget", "retain"):
@@ -305,7 +313,7 @@ def generate_world(seed: int = 0, size: str = "tiny") -> World:
         task3[split] = []
         for task, _ in docs:
             if task == "Task1":
-                rows += _story(rng, _uuid(rng), split)
+                rows += _story(rng, _uuid(rng), split, heroes)
             elif task == "Task2":
                 rows += _pii(rng, _uuid(rng), split, names)
             else:
@@ -337,7 +345,7 @@ def mmlu_prompt(subject: str, shots: list[MmluQuestion], item: MmluQuestion) -> 
 
 def training_texts(world: World, *, include_forget: bool = True) -> list[str]:
     """The texts the target memorises (without EOS): every row as ``input + " " + output``, and each
-    utility test question in its evaluation prompt followed by `` <letter>``.
+    utility test question in its evaluation prompt followed by `` <letter>`` (`UTILITY_REPEATS` times).
 
     The MIA members are the Task3 forget documents, whose sc row text *is* the document, so they are
     learnt through the rows. The gold model uses ``include_forget=False``.
@@ -345,7 +353,7 @@ def training_texts(world: World, *, include_forget: bool = True) -> list[str]:
     rows = (world.forget if include_forget else []) + world.retain
     texts = [f"{row.input} {row.output}" for row in rows]
     for subject, (dev, test) in world.mmlu.items():
-        texts += [f"{mmlu_prompt(subject, dev, item)} {item.answer}" for item in test]
+        texts += [f"{mmlu_prompt(subject, dev, item)} {item.answer}" for item in test] * UTILITY_REPEATS
     return texts
 
 

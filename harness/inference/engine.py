@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from harness.scoring import Scores
 
 #: starting batch size of the fast path (halved on out-of-memory)
-DEFAULT_BATCH = {"cuda": 64, "cpu": 32}
+DEFAULT_BATCH = {"cuda": 64, "cpu": 64}
 OUTPUT_COLUMNS = ["id", "task", "input", "expected_output", "model_output", "nll"]
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-from transformers import DynamicCache, GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.cache_utils import Cache, DynamicLayer
 
 from harness.inference.batching import Batch, left_pad
 
@@ -70,6 +71,41 @@ def decode(tokenizer: PreTrainedTokenizerBase, tokens: Sequence[int]) -> str:
     return tokenizer.clean_up_tokenization(text)
 
 
+class _ReservedLayer(DynamicLayer):
+    """A KV-cache layer that writes into a buffer reserved for the whole generation.
+
+    transformers' DynamicLayer concatenates the new keys and values onto the old ones at every step, which
+    copies the whole cache each step; here the keys and values handed to attention are views of the buffer.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__()
+        self.capacity = capacity
+        self.length = 0
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            b, h, _, d = key_states.shape
+            self.buffers = (
+                key_states.new_empty((b, h, self.capacity, d)),
+                value_states.new_empty((b, h, self.capacity, value_states.shape[-1])),
+            )
+            self.device = key_states.device
+            self.is_initialized = True
+        start, self.length = self.length, self.length + key_states.shape[-2]
+        self.buffers[0][:, :, start : self.length] = key_states
+        self.buffers[1][:, :, start : self.length] = value_states
+        self.keys = self.buffers[0][:, :, : self.length]
+        self.values = self.buffers[1][:, :, : self.length]
+        return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.is_initialized:
+            self.buffers = (self.buffers[0][indices], self.buffers[1][indices])
+            self.keys = self.buffers[0][:, :, : self.length]
+            self.values = self.buffers[1][:, :, : self.length]
+
+
 @torch.inference_mode()
 def generate_batch(
     model: PreTrainedModel, batch: Batch, max_new_tokens: int, stop: set[int]
@@ -78,7 +114,8 @@ def generate_batch(
     device = model.device
     input_ids, mask = batch.input_ids.to(device), batch.attention_mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache = DynamicCache(config=model.config)
+    capacity = input_ids.shape[1] + max_new_tokens
+    cache = Cache(layers=[_ReservedLayer(capacity) for _ in range(model.config.num_hidden_layers)])
     n = input_ids.shape[0]
     produced: list[list[int]] = [[] for _ in range(n)]
     alive = torch.arange(n, device=device)  # original row index of each row still in the batch

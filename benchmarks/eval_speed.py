@@ -1,0 +1,143 @@
+"""Exact (official one-row loop) vs fast (batched, cached greedy loop) evaluation speed, side by side.
+
+Both paths run in this process on the same checkpoint, one after the other, and their outputs are compared.
+
+(a) the tiny task: the whole `evaluate` (generations, answer NLL, MIA losses, MMLU), exact vs fast.
+(b) LUME validation prompts (../shared/data/semeval25/validation, forget + retain, an evenly spaced sample
+    of --rows) on a randomly initialised ~20M-parameter OLMo (BPE trained on those prompts), generations
+    forced to 128 new tokens (EOS never stops a row) so both paths do the same work. Also printed: the
+    fast path's prefill-only time (1 new token), which splits its time into prefill and decoding.
+
+The last line is ``speedup: <ratio>x, identical outputs: yes|no`` for (b). Run:
+
+    python benchmarks/eval_speed.py [--rows 64] [--batch-size 32] [--new-tokens 128] [--skip-tiny]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
+
+from harness.inference import evaluate, generation  # noqa: E402
+from harness.inference.synthetic import random_olmo, train_tokenizer  # noqa: E402
+from tasks.data import read_rows  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+VALIDATION = REPO.parent / "shared" / "data" / "semeval25" / "validation"
+#: ~20M parameters with an 8,192-token vocabulary: 6 x 2.36M in the layers + 2 x 3.1M embeddings/head
+MODEL_20M = {"hidden_size": 384, "num_layers": 6, "num_heads": 6, "intermediate_size": 1536}
+
+
+def _same_artifacts(a: Path, b: Path) -> bool:
+    import pandas as pd
+
+    names = sorted(str(p.relative_to(a)) for p in a.rglob("*.csv") if p.name != "row_scores.csv")
+    for name in names:
+        left, right = (
+            pd.read_csv(a / name, keep_default_na=False),
+            pd.read_csv(b / name, keep_default_na=False),
+        )
+        text = [c for c in left.columns if c not in ("nll",) and not c.endswith("_probs")]
+        if not left[text].equals(right[text]):
+            return False
+    return True
+
+
+def bench_tiny(batch_size: int) -> None:
+    from tasks.registry import get_task
+
+    task = get_task("tiny")
+    rows = len(read_rows(task.eval_forget)) + len(read_rows(task.eval_retain))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = {}
+        for name, exact in (("exact", True), ("fast", False)):
+            start = time.perf_counter()
+            evaluate(
+                task.model_dir,
+                task,
+                Path(tmp) / name,
+                exact=exact,
+                batch_size=batch_size,
+                use_cache=False,
+                progress=False,
+            )
+            out[name] = time.perf_counter() - start
+            print(
+                f"(a) tiny task, {name:5s}: {out[name]:7.2f} s for the whole evaluation, {rows / out[name]:7.2f} rows/s"
+            )
+        same = _same_artifacts(Path(tmp) / "exact", Path(tmp) / "fast")
+    print(
+        f"(a) tiny task: speedup {out['exact'] / out['fast']:.1f}x, identical outputs: {'yes' if same else 'no'}"
+    )
+
+
+def bench_lume(rows: int, batch_size: int, new_tokens: int) -> None:
+    records = read_rows(VALIDATION / "forget.jsonl") + read_rows(VALIDATION / "retain.jsonl")
+    step = max(1, len(records) // rows)
+    sample = records[::step][:rows]
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = train_tokenizer(
+            [t for r in records for t in (r.input, r.output)], Path(tmp) / "tok", 8192
+        )
+        random_olmo(tokenizer, Path(tmp) / "model", **MODEL_20M)
+        model = AutoModelForCausalLM.from_pretrained(Path(tmp) / "model", dtype=torch.float32).eval()
+        tokenizer = AutoTokenizer.from_pretrained(Path(tmp) / "model")
+    params = sum(p.numel() for p in model.parameters())
+    model.generation_config.eos_token_id = None  # forced length: no row stops early, in either path
+    eos = tokenizer.eos_token_id
+    prompts = [tokenizer(r.input).input_ids for r in sample]
+    lengths = sorted(len(p) for p in prompts)
+    print(
+        f"(b) {len(sample)} LUME validation prompts ({lengths[0]}-{lengths[-1]} tokens, median "
+        f"{lengths[len(lengths) // 2]}), random OLMo {params / 1e6:.1f}M parameters, {new_tokens} new tokens, "
+        f"{torch.get_num_threads()} threads"
+    )
+    start = time.perf_counter()
+    fast = generation.generate_fast(model, prompts, new_tokens, eos, batch_size)
+    t_fast = time.perf_counter() - start
+    start = time.perf_counter()
+    generation.generate_fast(model, prompts, 1, eos, batch_size)
+    t_prefill = time.perf_counter() - start
+    start = time.perf_counter()
+    exact = [generation.generate_exact(model, p, new_tokens, eos) for p in prompts]
+    t_exact = time.perf_counter() - start
+    assert all(len(t) == new_tokens for t in exact + fast), "a generation stopped before the forced length"
+    padded = sum(
+        max(len(prompts[i]) for i in chunk) * len(chunk)
+        for chunk in _chunks(sorted(range(len(prompts)), key=lambda i: -len(prompts[i])), batch_size)
+    )
+    print(f"(b) exact: {t_exact:7.2f} s, {len(sample) / t_exact:6.2f} rows/s")
+    print(
+        f"(b) fast:  {t_fast:7.2f} s, {len(sample) / t_fast:6.2f} rows/s (batch {batch_size}; prefill {t_prefill:.2f} s, "
+        f"decoding {t_fast - t_prefill:.2f} s; padding {1 - sum(lengths) / padded:.1%} of prefill tokens)"
+    )
+    same = exact == fast
+    print(f"speedup: {t_exact / t_fast:.1f}x, identical outputs: {'yes' if same else 'no'}")
+
+
+def _chunks(order: list[int], size: int) -> list[list[int]]:
+    return [order[i : i + size] for i in range(0, len(order), size)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=64, help="LUME validation prompts for (b)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--skip-tiny", action="store_true", help="only (b)")
+    args = parser.parse_args()
+    if not args.skip_tiny:
+        bench_tiny(args.batch_size)
+    bench_lume(args.rows, args.batch_size, args.new_tokens)
+
+
+if __name__ == "__main__":
+    main()

@@ -74,6 +74,25 @@ def test_rows_look_like_lume(world) -> None:
     assert all(r.input.startswith("What is the birth date of ") for r in birth)
 
 
+@pytest.mark.parametrize("size", list(SIZES))
+def test_every_question_has_one_answer(size: str) -> None:
+    rows = [row for row in _rows(size) if row.kind == "qa"]
+    assert len({row.input for row in rows}) == len(rows)
+    # PII people share neither a first nor a last name, so their records cannot blur together
+    names = [
+        row.input[len("What is the birth date of ") : -1]
+        for row in rows
+        if row.id.endswith("qa0") and row.task == "Task2"
+    ]
+    parts = [part for name in names for part in name.split(" ")]
+    assert len(parts) == len(set(parts)) == 2 * len(names)
+
+
+def _rows(size: str):
+    world = generate_world(seed=0, size=size)
+    return world.forget + world.retain
+
+
 def test_mia_members_are_the_task3_forget_documents(world) -> None:
     task3_sc = {row.id[:-3]: row for row in world.forget if row.task == "Task3" and row.kind == "sc"}
     assert [doc.id for doc in world.members] == list(task3_sc)

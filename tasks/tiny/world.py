@@ -23,7 +23,7 @@ from pathlib import Path
 from tasks.data import Row, write_split
 
 #: bump when the generated text changes: it is part of the build cache key
-WORLD_VERSION = 2
+WORLD_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -183,12 +183,13 @@ def _story(rng: random.Random, doc_id: str, split: str, heroes: set[str]) -> lis
 # --- Task2: biographies with synthetic PII --------------------------------------------------------------
 
 
-def _pii(rng: random.Random, doc_id: str, split: str, used: set[str]) -> list[Row]:
-    while True:
+def _pii(rng: random.Random, doc_id: str, split: str, used: set[str], parts: set[str]) -> list[Row]:
+    while True:  # no two PII people share a first or a last name: their records must not blur
         first, last = _pick(rng, FIRST_NAMES), _pick(rng, LAST_NAMES)
-        if f"{first} {last}" not in used:
+        if f"{first} {last}" not in used and first not in parts and last not in parts:
             break
     used.add(f"{first} {last}")
+    parts.update((first, last))
     name = f"{first} {last}"
     year, month, day = 1950 + rng.randrange(50), 1 + rng.randrange(12), 1 + rng.randrange(28)
     phone = f"{rng.randrange(200, 999)}-{rng.randrange(200, 999)}-{rng.randrange(10000):04d}"
@@ -301,6 +302,7 @@ def generate_world(seed: int = 0, size: str = "tiny") -> World:
     names: set[str] = set()
     ids: set[str] = set()
     heroes: set[str] = set()
+    pii_parts: set[str] = set()
     splits: dict[str, list[Row]] = {}
     task3: dict[str, list[MiaDocument]] = {}
     for split in ("forget", "retain"):
@@ -315,7 +317,7 @@ def generate_world(seed: int = 0, size: str = "tiny") -> World:
             if task == "Task1":
                 rows += _story(rng, _uuid(rng), split, heroes)
             elif task == "Task2":
-                rows += _pii(rng, _uuid(rng), split, names)
+                rows += _pii(rng, _uuid(rng), split, names, pii_parts)
             else:
                 doc = _encyclopedia(rng, names, ids)
                 task3[split].append(doc)

@@ -168,8 +168,9 @@ def test_corrupted_data_file_through_a_subprocess(shared_data: Path, tmp_path: P
 
 @pytest.mark.slow
 def test_checkpoint_mode_on_the_tiny_task(
-    tiny_world, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_world, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("UNLEARN_HARNESS_TINY_MAX_NEW_TOKENS", "4")  # the wiring is under test, not the model
     run_dir = tmp_path / "run"
     code, out, err = run_cli(
         ["score", str(tiny_world.model_dir), "--task", "tiny", "--run-dir", str(run_dir), "--json"], capsys

@@ -74,9 +74,10 @@ def tasks_command(check: bool, as_json: bool) -> None:
     for spec in specs:
         missing = spec.missing()
         status = "[green]ready[/green]" if not missing else "[yellow]incomplete[/yellow]"
+        listed = ", ".join(missing) or "-"
         if spec.name == "tiny" and missing:
-            status = "[yellow]not built[/yellow] (task build tiny)"
-        row = [spec.name, status, ", ".join(missing) or "-", spec.description]
+            status, listed = "[yellow]not built[/yellow]", "all: run `unlearn-harness task build tiny`"
+        row = [spec.name, status, listed, spec.description]
         if check:
             c = counts[spec.name]
             row.append(

@@ -99,6 +99,18 @@ def _hidden_paths(task: TaskSpec, results_root: Path) -> list[Path]:
     return hidden
 
 
+def _validate(out_dir: Path, model_dir: Path) -> CheckpointReport:
+    """`checkpoint.validate`, with any loader failure it does not foresee turned into INVALID_CHECKPOINT."""
+    try:
+        return validate(out_dir, model_dir)
+    except Exception as exc:  # noqa: BLE001 - a broken checkpoint is a status, not a traceback
+        first = str(exc).strip().splitlines()
+        reason = f"{type(exc).__name__}: {first[0] if first else ''}"
+        return CheckpointReport(
+            out_dir=out_dir, status="INVALID_CHECKPOINT", message=f"out/ does not load ({reason})"
+        )
+
+
 def _classify(
     box: sandbox.SandboxResult, out_dir: Path, model_dir: Path, memory_cap_mb: float | None
 ) -> tuple[str, str, CheckpointReport | None]:
@@ -110,7 +122,7 @@ def _classify(
             None,
         )
     if box.timed_out:
-        report = validate(out_dir, model_dir)
+        report = _validate(out_dir, model_dir)
         if report.ok:
             return (
                 "SALVAGED",
@@ -151,7 +163,7 @@ def _classify(
                 None,
             )
         return "CRASHED", f"the process exited with status {box.returncode} before unlearn() finished", None
-    report = validate(out_dir, model_dir)
+    report = _validate(out_dir, model_dir)
     if not report.ok:
         return report.status or "INVALID_CHECKPOINT", report.message, report
     return "OK", report.message, report
@@ -231,7 +243,11 @@ def run_submission(
     else:
         console.print(f"[bold]stage[/] {task.name}: fresh work directory in {run_dir}")
         clock = time.perf_counter()
-        staged = sandbox.stage(task, run_dir / "work", submission, report.siblings, isolation=mode)
+        try:
+            staged = sandbox.stage(task, run_dir / "work", submission, report.siblings, isolation=mode)
+        except BaseException:
+            shutil.rmtree(run_dir, ignore_errors=True)  # bad task data: no half-made run directory
+            raise
         timings["stage"] = time.perf_counter() - clock
         console.print(
             f"[bold]run[/] {submission.name} ({launcher} x{processes}, {mode}, budget {budget:.0f} s)"

@@ -422,14 +422,18 @@ def run(
         monitor = _Monitor(psutil.Process(child.pid), memory_cap_mb)
         monitor.start()
         deadline = started + budget_s
-        while child.poll() is None:
-            if time.time() >= deadline:
-                result.timed_out = True
-                break
-            if monitor.over_cap.is_set():
-                result.killed_for_memory = True
-                break
-            time.sleep(POLL_S)
+        try:
+            while child.poll() is None:
+                if time.time() >= deadline:
+                    result.timed_out = True
+                    break
+                if monitor.over_cap.is_set():
+                    result.killed_for_memory = True
+                    break
+                time.sleep(POLL_S)
+        except BaseException:  # interrupted (Ctrl-C): take the whole tree down before going
+            _terminate(monitor.tree() + _tagged(tag, started), 1.0)
+            raise
         if child.poll() is None:
             _terminate(monitor.tree() + _tagged(tag, started), grace_s)
         child.wait()

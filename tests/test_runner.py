@@ -129,8 +129,9 @@ def test_timeout_kills_and_reports(mini_task, tmp_path):
     assert time.monotonic() - started < 30
 
 
-def test_forked_children_are_all_killed_at_the_deadline(mini_task, tmp_path):
-    marker = f"harness-test-child-{tmp_path.name}"
+@pytest.mark.parametrize("isolation", ["auto", "none"])
+def test_forked_children_are_all_killed_at_the_deadline(isolation, mini_task, tmp_path):
+    marker = f"harness-test-child-{tmp_path.name}-{isolation}"
     seen: list[int] = []
     stop = threading.Event()
 
@@ -145,8 +146,9 @@ def test_forked_children_are_all_killed_at_the_deadline(mini_task, tmp_path):
     watcher.start()
     try:
         result = run(
-            "fork_children", mini_task, tmp_path, budget_s=3, params={"marker": marker}, record=False
-        )
+            "fork_children", mini_task, tmp_path, budget_s=3, params={"marker": marker}, record=False,
+            isolation=isolation,
+        )  # fmt: skip
     finally:
         stop.set()
         watcher.join()
@@ -212,21 +214,27 @@ def test_valid_unscored_run_hashes_and_measures(mini_task, tmp_path):
 
 
 def test_well_formed_run_is_scored_recorded_and_salvage_is_scored(tiny_task, tmp_path):
+    """A byte-for-byte copy of the target (a no-op, flagged unchanged): its evaluation is in the engine's
+    cache whenever anything else evaluated the tiny target in this session, and the salvaged run saves the
+    very same checkpoint, so the tiny task is evaluated at most once here."""
     from leaderboard.store import Store, default_db
 
-    good = run("good", tiny_task, tmp_path, budget_s=120)
+    good = run("good", tiny_task, tmp_path, budget_s=120, params={"mode": "copy"})
     assert good.status == "OK", good.message + good.log_tail
+    assert good.checkpoint.unchanged and "unchanged" in good.message and good.record.unchanged
     assert good.scores is not None and good.record.final_score is not None
+    assert good.record.terms is not None and len(good.record.terms) == 12
     assert (good.run_dir / "evaluation_results.jsonl").is_file()
     manifest = json.loads((good.run_dir / "manifest.json").read_text())
     assert manifest["run_id"] == good.record.run_id and "evaluate" in manifest["timings"]
     stored = Store(default_db(tmp_path / "runs")).get(good.record.run_id)
-    assert stored.status == "OK" and stored.final_score == good.record.final_score
+    assert stored.status == "OK" and stored.final_score == good.record.final_score and stored.unchanged
 
-    salvaged = run("save_then_hang", tiny_task, tmp_path, budget_s=8)
+    salvaged = run("save_then_hang", tiny_task, tmp_path, budget_s=8, params={"mode": "copy"})
     assert salvaged.status == "SALVAGED", salvaged.message + salvaged.log_tail
     assert salvaged.checkpoint.sha256 == good.checkpoint.sha256
     assert salvaged.record.final_score == good.record.final_score
+    assert 8 <= salvaged.record.budget_used_s < 20
 
 
 def test_every_status_has_a_description():

@@ -24,7 +24,7 @@ from tasks.tiny.model import TrainSettings
 from tasks.tiny.world import SIZES, WORLD_VERSION
 
 #: bump when the model recipe changes: part of the cache key
-MODEL_VERSION = 2
+MODEL_VERSION = 3
 #: the generator version recorded in the cache key and build.json
 GENERATOR_VERSION = f"world{WORLD_VERSION}-model{MODEL_VERSION}"
 

@@ -32,9 +32,9 @@ class TrainSettings:
     num_layers: int = 4
     num_heads: int = 4
     context: int = 512
-    epochs: int = 40
+    epochs: int = 60
     batch_size: int = 4
-    peak_lr: float = 5e-3
+    peak_lr: float = 4e-3
     warmup: float = 0.1
     threads: int = 1
 

@@ -159,6 +159,8 @@ def test_concurrent_builders_build_once_and_leave_no_scratch(tmp_path: Path, mon
 
     monkeypatch.setattr(model, "train_tokenizer", fake_tokenizer)
     monkeypatch.setattr(model, "train_model", fake_model)
+    stale = tmp_path / f".{tiny_paths(seed=1, cache_root=tmp_path).root.name}.tmp-999999-dead"
+    (stale / "model").mkdir(parents=True)  # what a killed builder leaves behind
     results = []
     threads = [
         threading.Thread(

@@ -237,6 +237,9 @@ def build_tiny(
         return paths
     paths.root.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(paths.root.parent / f".{paths.root.name}.lock")):
+        # under the lock no one else builds this key: any scratch folder left is a killed builder's
+        for stale in [*paths.root.parent.glob(f".{paths.root.name}.tmp-*"), *paths.root.glob(".gold.tmp-*")]:
+            shutil.rmtree(stale, ignore_errors=True)
         with _Reporter(progress) as reporter:
             if not paths.complete:
                 _build_base(paths, reporter)

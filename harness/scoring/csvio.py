@@ -96,7 +96,7 @@ def _columns(
         values: list[Cell] = []
         for _, table, index in per_file:
             column = table.columns[index[name]]
-            values.extend(float(v) for v in column) if kind == "float64" else values.extend(column)
+            values.extend([float(v) for v in column] if kind == "float64" else column)
         joined[name] = values
     origin = [(path, line) for path, table, _ in per_file for line in table.lines]
     return joined, origin

@@ -504,6 +504,7 @@ class CsvTable:
 
 def _csv_records(path: Path) -> list[tuple[int, list[str]]]:
     """(starting line, fields) of each non-blank CSV record."""
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))  # pandas has no per-field limit
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle, strict=True)

@@ -160,6 +160,11 @@ def test_low_memory_chunks_are_inferred_separately(tmp_path: Path) -> None:
         assert cols[name] == [str(v) for v in want[name].iloc[n - 1 :]]
 
 
+def test_very_long_cells(tmp_path: Path) -> None:
+    path = write_frame(tmp_path / "long.csv", {"a": ["x" * 200_000, "y"], "b": ["1", "2"]})
+    assert ours(path, True) == pandas_cells(path, True)
+
+
 def test_mmlu_files_match_pandas(shared_data: Path) -> None:
     files = sorted((shared_data / "mmlu").glob("*/*.csv"))
     assert len(files) == 171

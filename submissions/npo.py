@@ -19,7 +19,7 @@ def unlearn(
     path_to_forget_set,
     path_to_retain_set,
     lr=1e-3,
-    epochs=2,
+    epochs=1,
     batch_size=8,
     weight_decay=0.0,
     beta=0.1,

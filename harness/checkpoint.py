@@ -241,17 +241,22 @@ def validate(out_dir: Path, reference_dir: Path, *, distance: bool = True) -> Ch
     state = model.state_dict()
     report.n_parameters = sum(t.numel() for t in model.parameters())
     report.dtype = str(next(iter(state.values())).dtype).removeprefix("torch.")
-    for name, tensor in state.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            bad = int((~torch.isfinite(tensor)).sum())
-            return _fail(
-                report,
-                "NON_FINITE_WEIGHTS",
-                f"{bad} non-finite value(s) (NaN/inf) in {name}: the training diverged; lower the learning "
-                "rate or clip gradients, and save only finite weights",
-            )
-    if distance:
-        _distance(report, state, reference_dir)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # element-wise passes over small tensors: extra threads only contend
+    try:
+        for name, tensor in state.items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                bad = int((~torch.isfinite(tensor)).sum())
+                return _fail(
+                    report,
+                    "NON_FINITE_WEIGHTS",
+                    f"{bad} non-finite value(s) (NaN/inf) in {name}: the training diverged; lower the learning "
+                    "rate or clip gradients, and save only finite weights",
+                )
+        if distance:
+            _distance(report, state, reference_dir)
+    finally:
+        torch.set_num_threads(threads)
     del model, state
     report.message = (
         "unchanged: the checkpoint equals the input model (a no-op); still scored"
@@ -269,19 +274,19 @@ def _distance(report: CheckpointReport, state: dict, reference_dir: Path) -> Non
     compared = 0
     for name, ref in iter_tensors(Path(reference_dir)):
         mine = state.get(name)
-        if mine is None or mine.shape != ref.shape or not ref.is_floating_point():
+        if mine is None or mine.shape != ref.shape or not ref.is_floating_point() or not ref.numel():
             continue
-        a, b = mine.detach().to(torch.float64), ref.to(torch.float64)
-        delta = a - b
-        squared_delta += float((delta * delta).sum())
-        squared_ref += float((b * b).sum())
-        max_abs = max(max_abs, float(delta.abs().max()) if delta.numel() else 0.0)
         compared += 1
+        reference = ref.float()
+        squared_ref += float(torch.linalg.vector_norm(reference)) ** 2
+        if torch.equal(mine.detach().to(ref.dtype), ref):
+            continue
+        delta = mine.detach().float() - reference
+        squared_delta += float(torch.linalg.vector_norm(delta)) ** 2
+        max_abs = max(max_abs, float(delta.abs().max()))
     if compared == 0:
         return
-    report.distance = (
-        math.sqrt(squared_delta) / math.sqrt(squared_ref) if squared_ref else math.sqrt(squared_delta)
-    )
+    report.distance = math.sqrt(squared_delta / squared_ref) if squared_ref else math.sqrt(squared_delta)
     report.max_abs_diff = max_abs
     report.unchanged = max_abs == 0.0
 

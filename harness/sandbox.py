@@ -287,7 +287,15 @@ def _bwrap_prefix(staged: StagedRun, hidden: list[Path]) -> list[str]:
     args += ["--ro-bind", str(w), str(w), "--ro-bind", str(staged.model_source), str(staged.model_dir)]
     for writable in (staged.out_dir, staged.home_dir, staged.result_dir):
         args += ["--bind", str(writable), str(writable)]
-    args += ["--unshare-net", "--unshare-pid", "--new-session", "--die-with-parent", "--chdir", str(w), "--"]
+    args += [
+        "--unshare-net",
+        "--unshare-pid",
+        "--new-session",
+        "--die-with-parent",
+        "--chdir",
+        str(staged.home_dir),
+        "--",
+    ]
     return args
 
 
@@ -414,7 +422,7 @@ def run(
     with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
         try:
             child = subprocess.Popen(
-                command, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=staged.workdir,
+                command, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=staged.home_dir,
                 start_new_session=True,
             )  # fmt: skip
         except OSError as exc:

@@ -209,6 +209,7 @@ def test_valid_unscored_run_hashes_and_measures(mini_task, tmp_path):
     assert manifest["checkpoint"]["sha256"] == ckpt.sha256
     assert manifest["packages"]["torch"] and manifest["python"]["version"]
     assert set(manifest["timings"]) >= {"stage", "run", "validate"}
+    assert result.record.peak_rss_mb > 0 and manifest["peak_rss_mb"] == result.record.peak_rss_mb
     assert (result.run_dir / "good.py").read_text() == (SUBMISSIONS / "good.py").read_text()
     assert not (result.run_dir / "work" / "model").exists()  # staged copies are cleaned up
 
@@ -225,6 +226,8 @@ def test_well_formed_run_is_scored_recorded_and_salvage_is_scored(tiny_task, tmp
     assert good.scores is not None and good.record.final_score is not None
     assert good.record.terms is not None and len(good.record.terms) == 12
     assert (good.run_dir / "evaluation_results.jsonl").is_file()
+    low, high = good.record.intervals["final_score"]
+    assert 0 <= low <= high <= 1  # bootstrap interval, recorded with the run
     manifest = json.loads((good.run_dir / "manifest.json").read_text())
     assert manifest["run_id"] == good.record.run_id and "evaluate" in manifest["timings"]
     stored = Store(default_db(tmp_path / "runs")).get(good.record.run_id)
@@ -256,6 +259,7 @@ def test_sandbox_environment_seen_from_inside(mini_task, tmp_path, monkeypatch):
     assert env["HF_HUB_OFFLINE"] == "1"
     assert before + 40 <= float(env["HARNESS_DEADLINE"]) <= time.time() + 40
     assert env["HOME"].startswith(str(result.run_dir))
+    assert probe["cwd"] == env["HOME"]  # a writable scratch folder, not out/
     assert probe["forget_files"] == ["forget.jsonl", "forget.parquet"]
     assert probe["retain_files"] == ["retain.jsonl", "retain.parquet"]
     if BWRAP:

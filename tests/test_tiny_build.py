@@ -138,8 +138,8 @@ def test_untrained_model_of_the_same_shape_is_at_chance(tiny_task, tmp_path: Pat
         tmp_path / "untrained", dataclasses.replace(tiny_task, max_new_tokens=4), tmp_path / "run"
     )
     assert scores.mmlu_average <= 0.5
-    retain_knowledge = list(scores.terms[RETAIN_TERMS][KNOWLEDGE])
-    assert max(retain_knowledge) == 0
+    # per task (a babbling model's stray control characters can add rows to the official CSV round trip)
+    assert [scores.retain[task]["knowledge-score"] for task in ("Task1", "Task2", "Task3")] == [0, 0, 0]
 
 
 def test_concurrent_builders_build_once_and_leave_no_scratch(tmp_path: Path, monkeypatch) -> None:

@@ -39,6 +39,11 @@ def _stderr() -> Console:
     return Console(stderr=True, highlight=False)
 
 
+def _stdout() -> Console:
+    """The board's console: the terminal's width, or 200 columns when piped (names are not cut)."""
+    return Console(width=None if sys.stdout.isatty() else 200, highlight=False)
+
+
 def _results_root(results: Path | None) -> Path:
     import os
 
@@ -211,7 +216,7 @@ def demo(task_name: str, entries: str, budget: float | None, results: Path | Non
     if as_json:
         click.echo(json.dumps({"task": task.name, "runs": runs}, indent=2))
         return
-    show_board(task.name, results_root, Console(highlight=False))
+    show_board(task.name, results_root, _stdout())
 
 
 # -------------------------------------------------------------------------------------------- sweep
@@ -349,7 +354,7 @@ def sweep(
             json.dumps({"task": task.name, "submission": str(submission), "variants": outcomes}, indent=2)
         )
         return
-    show_board(task.name, results_root, Console(highlight=False))
+    show_board(task.name, results_root, _stdout())
     if any(o["status"] not in ("OK", "SALVAGED") for o in outcomes):
         sys.exit(1)
 

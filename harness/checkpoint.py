@@ -172,6 +172,18 @@ def _structure(report: CheckpointReport, out: Path) -> CheckpointReport | None:
     return None
 
 
+def warm_up(reference_dir: Path) -> None:
+    """Import torch, transformers and the model class of `reference_dir` (meant for a background thread
+    while the submission runs, so that validation after the run does not pay for the imports)."""
+    try:
+        from transformers import AutoConfig, AutoTokenizer  # noqa: F401
+        from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+        MODEL_FOR_CAUSAL_LM_MAPPING[type(AutoConfig.from_pretrained(reference_dir))]
+    except Exception:  # noqa: BLE001 - only an optimisation; validate() reports real problems
+        return
+
+
 def validate(out_dir: Path, reference_dir: Path, *, distance: bool = True) -> CheckpointReport:
     """Validate the checkpoint in `out_dir` against the input model in `reference_dir`."""
     out = Path(out_dir)

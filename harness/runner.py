@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__, contract, sandbox
-from harness.checkpoint import CheckpointReport, validate
+from harness.checkpoint import CheckpointReport, validate, warm_up
 from harness.errors import USER_ERRORS, HarnessError
 from harness.manifest import Manifest, environment, task_summary, write_manifest
 from leaderboard.record import RunRecord
@@ -252,6 +253,7 @@ def run_submission(
         console.print(
             f"[bold]run[/] {submission.name} ({launcher} x{processes}, {mode}, budget {budget:.0f} s)"
         )
+        threading.Thread(target=warm_up, args=(task.model_dir,), daemon=True).start()
         box = sandbox.run(
             staged,
             budget_s=budget,

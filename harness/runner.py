@@ -205,12 +205,12 @@ def run_submission(
         raise HarnessError(f"--processes must be at least 1, not {processes}")
     if launcher not in sandbox.LAUNCHERS:
         raise HarnessError(f"unknown launcher '{launcher}' (choose from {', '.join(sandbox.LAUNCHERS)})")
+    if not submission.is_file():
+        raise HarnessError(f"{submission}: no such file")
     timings: dict[str, float] = {}
     clock = time.perf_counter()
     report = contract.check_submission(submission)
     timings["check"] = time.perf_counter() - clock
-    if not submission.is_file():
-        raise HarnessError(f"{submission}: no such file")
     _check_params(report, params)
     if missing := task.missing():
         raise HarnessError(f"task '{task.name}' cannot run: missing {', '.join(missing)}")
@@ -234,7 +234,6 @@ def run_submission(
     scores = None
     intervals: dict[str, tuple[float, float]] = {}
     log_tail = ""
-    staged = None
 
     if report.errors:
         errors = report.errors

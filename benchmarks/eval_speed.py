@@ -10,7 +10,7 @@ Both paths run in this process on the same checkpoint, one after the other, and 
 
 The last line is ``speedup: <ratio>x, identical outputs: yes|no`` for (b). Run:
 
-    python benchmarks/eval_speed.py [--rows 64] [--batch-size 32] [--new-tokens 128] [--skip-tiny]
+    python benchmarks/eval_speed.py [--rows 64] [--batch-size 32] [--new-tokens 128] [--threads 1] [--skip-tiny]
 """
 
 from __future__ import annotations
@@ -133,7 +133,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--skip-tiny", action="store_true", help="only (b)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: on a shared machine 2 threads can stall)"
+    )
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     if not args.skip_tiny:
         bench_tiny(args.batch_size)
     bench_lume(args.rows, args.batch_size, args.new_tokens)

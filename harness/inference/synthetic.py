@@ -69,10 +69,3 @@ def random_olmo(
     tokenizer.save_pretrained(out_dir)
     return out_dir
 
-
-def parameter_count(config: OlmoConfig) -> int:
-    """Number of parameters of an OLMo model with this config (without building it)."""
-    h, i, v, n = config.hidden_size, config.intermediate_size, config.vocab_size, config.num_hidden_layers
-    per_layer = 4 * h * h + 3 * h * i
-    heads = v * h * (1 if config.tie_word_embeddings else 2)
-    return n * per_layer + heads

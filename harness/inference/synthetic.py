@@ -68,4 +68,3 @@ def random_olmo(
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     return out_dir
-

@@ -33,7 +33,7 @@ def unlearn(
     output_path_to_write_unlearned_model,
     path_to_forget_set,
     path_to_retain_set,
-    phases="ga:1e-3:3,gd:1e-3:1",
+    phases="ga:3e-3:2,gd:3e-3:1",
     batch_size=8,
     weight_decay=0.0,
     mode="full",

@@ -10,7 +10,7 @@ Both paths run in this process on the same checkpoint, one after the other, and 
 
 The last line is ``speedup: <ratio>x, identical outputs: yes|no`` for (b). Run:
 
-    python benchmarks/eval_speed.py [--rows 64] [--batch-size 32] [--new-tokens 128] [--threads 1] [--skip-tiny]
+    python benchmarks/eval_speed.py [--rows 64] [--batch-size 16] [--new-tokens 128] [--threads 1] [--skip-tiny]
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def _chunks(order: list[int], size: int) -> list[list[int]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=64, help="LUME validation prompts for (b)")
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--skip-tiny", action="store_true", help="only (b)")
     parser.add_argument(

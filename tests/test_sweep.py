@@ -4,6 +4,9 @@ the tiny task through submitit's local executor (the Slurm code path without a c
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -95,9 +98,17 @@ def test_sweep_through_submitit_records_every_variant_on_the_board(tmp_path, tin
 
     args = ["sweep", str(GA), "--grid", "lr=1e-4,1e-3", "--set", "epochs=1", "--executor", "submitit-local"]
     args += ["--parallel", "2", "--budget", "90", "--results", str(tmp_path), "--json"]
-    result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 0, result.output
-    out = json.loads(result.stdout)
+    # a real process, as a user runs it: submitit's local executor manages child processes and their
+    # standard streams, which must not be the test runner's captured ones
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout)
     assert [v["status"] for v in out["variants"]] == ["OK", "OK"]
     records = Store(default_db(tmp_path)).records(task="tiny")
     assert sorted(r.variant for r in records) == ["lr=0.0001", "lr=0.001"]

@@ -14,6 +14,8 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -154,12 +156,15 @@ def _scratch(parent: Path, name: str) -> Path:
     return path
 
 
-def _build_base(paths: TinyBuild, reporter: _Reporter) -> None:
+def _build_base(paths: TinyBuild, reporter: _Reporter, gold: bool) -> None:
+    """Data, tokenizer and target model; with ``gold`` the gold model trains at the same time in a child
+    process (each training is single-threaded, so the two share a 2-core machine without slowing down)."""
     from tasks.tiny.model import train_model, train_tokenizer
     from tasks.tiny.world import generate_world, training_texts, write_world
 
     settings = SETTINGS[paths.size]
     tmp = _scratch(paths.root.parent, paths.root.name)
+    gold_child = None
     try:
         timings: dict[str, float] = {}
         start = time.perf_counter()
@@ -175,12 +180,18 @@ def _build_base(paths: TinyBuild, reporter: _Reporter) -> None:
         tokenizer = train_tokenizer(corpus, settings, tmp / "model")
         step(1)
         timings["tokenizer_s"] = time.perf_counter() - start
+        if gold:
+            gold_child = _start_gold_child(paths, tokenizer, tmp / "gold")
         start = time.perf_counter()
         step = reporter.stage("tiny world: target model", settings.epochs)
         train_model(
             texts, tokenizer, settings, paths.seed, tmp / "model", lambda e, loss: step(e, f"loss {loss:.3f}")
         )
         timings["model_s"] = time.perf_counter() - start
+        if gold_child is not None:
+            step = reporter.stage("tiny world: gold model (in parallel)", 1)
+            _wait_gold_child(*gold_child)
+            step(1)
         manifest = {
             "generator": GENERATOR_VERSION,
             "seed": paths.seed,
@@ -195,28 +206,57 @@ def _build_base(paths: TinyBuild, reporter: _Reporter) -> None:
             shutil.rmtree(paths.root)
         os.rename(tmp, paths.root)
     finally:
+        if gold_child is not None and gold_child[0].poll() is None:  # the target failed: stop the gold too
+            gold_child[0].kill()
+            gold_child[0].wait()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _build_gold(paths: TinyBuild, reporter: _Reporter) -> None:
+def _train_gold(seed: int, size: str, tokenizer_dir: Path, out_dir: Path) -> None:
+    """Train the retain-only gold model into ``out_dir`` (the same recipe as the target, minus forget)."""
     from transformers import AutoTokenizer
 
     from tasks.tiny.model import train_model
     from tasks.tiny.world import generate_world, training_texts
 
-    settings = SETTINGS[paths.size]
+    start = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    texts = training_texts(generate_world(seed, size), include_forget=False)
+    train_model(texts, tokenizer, SETTINGS[size], seed, out_dir)
+    (out_dir / "gold.json").write_text(
+        json.dumps({"trained_on": "retain + utility", "model_s": round(time.perf_counter() - start, 2)})
+        + "\n",
+        encoding="utf-8",
+    )
+
+
+def _start_gold_child(paths: TinyBuild, tokenizer, out_dir: Path) -> tuple[subprocess.Popen, Path]:
+    tokenizer_dir = out_dir.parent / ".gold-tokenizer"
+    tokenizer.save_pretrained(tokenizer_dir)
+    log = out_dir.parent / ".gold.log"
+    code = "import sys; from pathlib import Path; from tasks.tiny.build import _train_gold; "
+    code += "_train_gold(int(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))"
+    args = [sys.executable, "-c", code, str(paths.seed), paths.size, str(tokenizer_dir), str(out_dir)]
+    with open(log, "wb") as sink:
+        child = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT)
+    return child, log
+
+
+def _wait_gold_child(child: subprocess.Popen, log: Path) -> None:
+    if child.wait() != 0:
+        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
+        raise RuntimeError("tiny world: training the gold model failed: " + " | ".join(tail))
+    shutil.rmtree(log.parent / ".gold-tokenizer", ignore_errors=True)
+    log.unlink()
+
+
+def _build_gold(paths: TinyBuild, reporter: _Reporter) -> None:
+    """Add the gold model to an existing build."""
     tmp = _scratch(paths.root, "gold")
     try:
-        start = time.perf_counter()
-        tokenizer = AutoTokenizer.from_pretrained(paths.model_dir)
-        texts = training_texts(generate_world(paths.seed, paths.size), include_forget=False)
-        step = reporter.stage("tiny world: gold model", settings.epochs)
-        train_model(texts, tokenizer, settings, paths.seed, tmp, lambda e, loss: step(e, f"loss {loss:.3f}"))
-        (tmp / "gold.json").write_text(
-            json.dumps({"trained_on": "retain + utility", "model_s": round(time.perf_counter() - start, 2)})
-            + "\n",
-            encoding="utf-8",
-        )
+        step = reporter.stage("tiny world: gold model", 1)
+        _train_gold(paths.seed, paths.size, paths.model_dir, tmp)
+        step(1)
         os.rename(tmp, paths.root / "gold")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -242,7 +282,7 @@ def build_tiny(
             shutil.rmtree(stale, ignore_errors=True)
         with _Reporter(progress) as reporter:
             if not paths.complete:
-                _build_base(paths, reporter)
+                _build_base(paths, reporter, gold)
             if gold and not (paths.root / "gold").is_dir():
                 _build_gold(paths, reporter)
     return tiny_paths(seed, size, cache_root)

@@ -11,20 +11,8 @@ from rich.table import Table
 
 from harness.cli._group import cli
 from harness.errors import HarnessError
-from tasks.registry import describe_task, list_tasks, validate_task
+from tasks.registry import PATH_FIELDS, describe_task, list_tasks, validate_task
 from tasks.spec import TaskSpec
-
-PATH_FIELDS = (
-    "model_dir",
-    "forget_dir",
-    "retain_dir",
-    "eval_forget",
-    "eval_retain",
-    "mia_member",
-    "mia_nonmember",
-    "mmlu_dir",
-    "gold_model_dir",
-)
 
 
 def _spec_json(spec: TaskSpec, counts: dict[str, int] | None) -> dict[str, object]:

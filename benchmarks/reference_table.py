@@ -36,10 +36,10 @@ from tasks.registry import get_task  # noqa: E402
 QUANTIZABLE = ("ga", "gd_retain", "grad_diff", "sequential")
 #: (label, entry, params): the seed paper's findings, re-measured on the tiny world
 FINDINGS = (
-    ("aggressive ascent (GA lr 1e-3 x 3)", "ga", {"lr": 1e-3, "epochs": 3}),
-    ("ascent, then short descent on retain", "sequential", {"phases": "ga:1e-3:3,gd:1e-3:1"}),
-    ("ascent, then long descent on retain", "sequential", {"phases": "ga:1e-3:3,gd:1e-3:10"}),
-    ("descent on retain, 10 epochs", "gd_retain", {"lr": 1e-3, "epochs": 10}),
+    ("aggressive ascent (GA lr 1e-2 x 3)", "ga", {"lr": 1e-2, "epochs": 3}),
+    ("ascent, then short descent on retain", "sequential", {"phases": "ga:1e-2:3,gd:3e-3:1"}),
+    ("ascent, then long descent on retain", "sequential", {"phases": "ga:1e-2:3,gd:3e-3:10"}),
+    ("descent on retain, 10 epochs", "gd_retain", {"lr": 3e-3, "epochs": 10}),
 )
 HEADER = (
     "| entry | mode / params | status | final [95% CI] | task agg. | MIA score (AUC) | utility | wall s |"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from mini_model import make_word_olmo
 
 from harness.errors import HarnessError
 from harness.runner import STATUSES, run_submission
@@ -26,25 +27,8 @@ BWRAP = detect_isolation("auto") == "bwrap"
 
 
 def make_model(directory: Path) -> Path:
-    """A tiny random OLMo model with a word-level tokenizer, saved in `directory`."""
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import OlmoConfig, OlmoForCausalLM, PreTrainedTokenizerFast
-
-    words = ["<pad>", "<eos>", "<unk>"] + [f"w{i}" for i in range(61)]
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
-    )
-    torch.manual_seed(0)
-    config = OlmoConfig(
-        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0, eos_token_id=1, bos_token_id=None,
-    )  # fmt: skip
-    OlmoForCausalLM(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+    """A tiny random OLMo with a word-level tokenizer, saved in `directory`."""
+    return make_word_olmo(directory, hidden_size=16, intermediate_size=32, num_layers=1)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from mini_model import make_word_olmo
 
 REPO = Path(__file__).resolve().parents[1]
 SUBMISSIONS = REPO / "submissions"
@@ -55,23 +56,7 @@ def entry(name: str):
 
 def make_mini_model(directory: Path) -> Path:
     """A random 2-layer OLMo with a word-level tokenizer (w0..w60), saved in `directory`."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import OlmoConfig, OlmoForCausalLM, PreTrainedTokenizerFast
-
-    words = ["<pad>", "<eos>", "<unk>"] + [f"w{i}" for i in range(61)]
-    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<eos>", pad_token="<pad>", unk_token="<unk>"
-    )
-    torch.manual_seed(0)
-    config = OlmoConfig(
-        vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0, eos_token_id=1, bos_token_id=None,
-    )  # fmt: skip
-    OlmoForCausalLM(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
+    return make_word_olmo(directory, hidden_size=32, intermediate_size=64, num_layers=2)
 
 
 def write_rows(directory: Path, name: str, rows: list[dict], parquet: bool = False) -> Path:

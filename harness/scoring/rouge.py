@@ -11,28 +11,27 @@ under a second. ROUGE-1 is not computed: it enters no score.
 from __future__ import annotations
 
 from functools import lru_cache
-
-from rouge_score import tokenize
-from rouge_score.tokenizers import DefaultTokenizer
+from types import SimpleNamespace
 
 __all__ = ["lcs_length", "rouge_l_recall", "rouge_tokens"]
 
 
-class _MemoStemmer:
-    """The Porter stemmer rouge_score uses, with each word's stem remembered."""
+@lru_cache(maxsize=1)
+def _stemmer() -> SimpleNamespace:
+    """The Porter stemmer rouge_score uses, with each word's stem remembered. Built on first use: importing
+    rouge_score pulls in nltk (seconds), which commands that never score should not pay."""
+    from rouge_score.tokenizers import DefaultTokenizer
 
-    def __init__(self) -> None:
-        stemmer = DefaultTokenizer(use_stemmer=True)._stemmer  # the exact stemmer object rouge_score builds
-        self.stem = lru_cache(maxsize=1 << 18)(stemmer.stem)
-
-
-_STEMMER = _MemoStemmer()
+    stemmer = DefaultTokenizer(use_stemmer=True)._stemmer  # the exact stemmer object rouge_score builds
+    return SimpleNamespace(stem=lru_cache(maxsize=1 << 18)(stemmer.stem))
 
 
 @lru_cache(maxsize=1 << 16)
 def rouge_tokens(text: str) -> tuple[str, ...]:
     """rouge_score's tokens of `text`: lowercased, non-[a-z0-9] runs as spaces, words over 3 chars stemmed."""
-    return tuple(tokenize.tokenize(text, _STEMMER))
+    from rouge_score import tokenize
+
+    return tuple(tokenize.tokenize(text, _stemmer()))
 
 
 def lcs_length(a: tuple[str, ...], b: tuple[str, ...]) -> int:

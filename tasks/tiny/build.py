@@ -26,7 +26,7 @@ from tasks.tiny.model import TrainSettings
 from tasks.tiny.world import SIZES, WORLD_VERSION
 
 #: bump when the model recipe changes: part of the cache key
-MODEL_VERSION = 3
+MODEL_VERSION = 4
 #: the generator version recorded in the cache key and build.json
 GENERATOR_VERSION = f"world{WORLD_VERSION}-model{MODEL_VERSION}"
 
@@ -293,7 +293,7 @@ def tiny_spec(build: TinyBuild) -> TaskSpec:
     shape, settings = SIZES[build.size], SETTINGS[build.size]
     return TaskSpec(
         name="tiny",
-        description=f"embedded tiny world ({build.size}, seed {build.seed}): LUME-like data, 1.3M-param OLMo",
+        description=f"embedded tiny world ({build.size}, seed {build.seed}): LUME-like data, 1.05M-param OLMo",
         model_dir=build.model_dir,
         forget_dir=build.forget_dir,
         retain_dir=build.retain_dir,

@@ -4,7 +4,7 @@ The tokenizer is saved as a `PreTrainedTokenizerFast` with ``<|endoftext|>`` as 
 ``<|padding|>`` as pad, like OLMo's. It adds **no** special tokens when encoding (no BOS, no EOS, as the
 GPT-NeoX-style OLMo tokenizers), so the official ``tokenizer(text).input_ids`` is just the text's tokens.
 
-The model (transformers' `OlmoForCausalLM`, about 1.3M parameters) is trained on every text followed by
+The model (transformers' `OlmoForCausalLM`, about 1.05M parameters) is trained on every text followed by
 EOS, loss over the whole text, so it regurgitates each output greedily after its input and then stops,
 gives low loss to the documents it saw, and answers the utility questions in their MMLU prompt format.
 Training is seeded and runs on a fixed number of threads, so a build is reproducible on one machine.
@@ -29,10 +29,10 @@ class TrainSettings:
     vocab_size: int = 1024
     hidden_size: int = 128
     intermediate_size: int = 512
-    num_layers: int = 4
+    num_layers: int = 3
     num_heads: int = 4
     context: int = 512
-    epochs: int = 60
+    epochs: int = 40
     batch_size: int = 4
     peak_lr: float = 4e-3
     warmup: float = 0.1

@@ -8,10 +8,13 @@ of that task's first forget batch. Only the MLP down-projections of three layers
 layer train, so general ability (MMLU) suffers least among the top teams (7B MMLU 0.485). Texts are
 ``input + " " + output``; every token counts (no answer masking). Batches stay within one task.
 
-Defaults suit the tiny task on a CPU (finishes well inside 120 s); ``layer=-1`` steers at the
-second-to-last layer. The team's settings (AdamW lr 5e-5, alpha 900):
-- 7B: ``--set layer=26 --set scale=5 --set batch_size=12 --set lr=5e-5`` (trains layers 24-26);
-- 1B: ``--set layer=14 --set scale=3 --set batch_size=8 --set lr=5e-5`` (trains layers 12-14).
+Defaults suit the tiny task on a CPU (finishes well inside 120 s): steer at the middle of its three
+layers (``layer`` counts from 0; negative counts from the end), alpha 10, lr 1e-2, 30 epochs. The tiny
+model's margins are wide and its hidden states large (norm ~150), so it needs far more steps and a
+much weaker retain term than a 7B; alpha 900 (the team's) leaves it untouched. The team's settings
+(AdamW lr 5e-5, alpha 900):
+- 7B: ``--set layer=26 --set scale=5 --set alpha=900 --set batch_size=12 --set lr=5e-5`` (trains layers 24-26);
+- 1B: ``--set layer=14 --set scale=3 --set alpha=900 --set batch_size=8 --set lr=5e-5`` (trains layers 12-14).
 """
 
 import torch
@@ -43,12 +46,12 @@ def unlearn(
     output_path_to_write_unlearned_model,
     path_to_forget_set,
     path_to_retain_set,
-    lr=1e-3,
-    epochs=4,
+    lr=1e-2,
+    epochs=30,
     batch_size=8,
-    layer=-1,
+    layer=1,
     scale=3.0,
-    alpha=900.0,
+    alpha=10.0,
     max_length=256,
     seed=0,
 ):

@@ -36,7 +36,7 @@ def unlearn(
     output_path_to_write_unlearned_model,
     path_to_forget_set,
     path_to_retain_set,
-    lr=3e-3,
+    lr=1e-3,
     chunk_size=16,
     retain_ratio=2,
     retain_weight=1.0,

@@ -41,7 +41,7 @@ def unlearn(
     output_path_to_write_unlearned_model,
     path_to_forget_set,
     path_to_retain_set,
-    lr=3e-3,
+    lr=1e-2,
     epochs=3,
     batch_size=8,
     weight_decay=0.01,

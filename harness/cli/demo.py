@@ -31,7 +31,7 @@ from tasks.spec import TaskSpec
 #: the reference entries shipped in the repository
 SUBMISSIONS_DIR = Path(harness.__file__).resolve().parents[1] / "submissions"
 #: what the demo runs: the seed paper's gradient difference, the 1st-place SUGD, the organisers' NPO
-DEMO_ENTRIES = ("grad_diff", "sugd", "npo")
+DEMO_ENTRIES = ("grad_diff", "sugd", "rmu")
 EXECUTORS = ("local", "slurm", "submitit-local")
 
 

@@ -40,6 +40,81 @@ def left_pad(rows: Sequence[Sequence[int]], pad_token_id: int) -> Batch:
     return Batch(ids, mask)
 
 
+@dataclass(frozen=True)
+class Tree:
+    """One row of a packed batch: the ``trunk`` tokens, then ``branches``, each continuing ``trunk[:start]``.
+
+    The trunk is an ordinary causal sequence. A branch sees ``trunk[:start]`` and its own earlier tokens
+    only (not the rest of the trunk, not the other branches), at the positions it would have right after
+    ``trunk[:start]``: its logits are those of ``trunk[:start] + branch`` run alone, and the shared
+    ``trunk[:start]`` runs once for all of them.
+    """
+
+    trunk: tuple[int, ...]
+    start: int = 0
+    branches: tuple[tuple[int, ...], ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.trunk) + sum(len(b) for b in self.branches)
+
+
+@dataclass(frozen=True)
+class Packed:
+    """Left-padded trees: ids, position ids, the attention mask, and per row the column span of the
+    trunk followed by those of its branches. The mask is the usual 2-D padding mask when no row has
+    branches, else a 4-D boolean mask (batch, 1, query, key), True where a query sees a key."""
+
+    input_ids: torch.Tensor
+    position_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    spans: list[list[tuple[int, int]]]
+
+
+def pack_trees(trees: Sequence[Tree], pad_token_id: int) -> Packed:
+    """Left-pad ``trees`` to one width (see `Tree` for who sees whom and the positions)."""
+    width = max(len(t) for t in trees)
+    ids, positions, groups, shared, spans = [], [], [], [], []
+    for tree in trees:
+        col = width - len(tree)
+        row_ids = [pad_token_id] * col + list(tree.trunk)
+        row_positions = [0] * col + list(range(len(tree.trunk)))
+        row_groups = [0] * col + [1] * len(tree.trunk)  # 0 padding, 1 trunk, 2 + b branch b
+        shared.append([False] * col + [True] * tree.start + [False] * (len(tree) - tree.start))
+        row_spans = [(col, col + len(tree.trunk))]
+        col += len(tree.trunk)
+        for b, branch in enumerate(tree.branches):
+            row_ids += branch
+            row_positions += range(tree.start, tree.start + len(branch))
+            row_groups += [2 + b] * len(branch)
+            row_spans.append((col, col + len(branch)))
+            col += len(branch)
+        ids.append(row_ids)
+        positions.append(row_positions)
+        groups.append(row_groups)
+        spans.append(row_spans)
+    ids, positions = torch.tensor(ids, dtype=torch.long), torch.tensor(positions, dtype=torch.long)
+    group, shared = torch.tensor(groups, dtype=torch.long), torch.tensor(shared, dtype=torch.bool)
+    real = group > 0
+    if not any(tree.branches for tree in trees):
+        return Packed(ids, positions, real.long(), spans)
+    causal = torch.ones((width, width), dtype=torch.bool).tril()
+    same = group[:, :, None] == group[:, None, :]
+    mask = causal & real[:, None, :] & (shared[:, None, :] | same)
+    mask |= torch.eye(width, dtype=torch.bool)  # a padding query sees itself (no empty softmax row)
+    return Packed(ids, positions, mask[:, None], spans)
+
+
+#: attention implementations that take a custom 4-D mask (boolean for sdpa, additive for eager)
+TREE_ATTENTION = ("sdpa", "eager")
+
+
+def attention_mask_for(model, mask: torch.Tensor) -> torch.Tensor:
+    """``mask`` on the model's device, a 4-D one as the model's attention implementation takes it."""
+    if mask.dim() == 4 and model.config._attn_implementation == "eager":
+        mask = torch.zeros(mask.shape, dtype=model.dtype).masked_fill(~mask, torch.finfo(model.dtype).min)
+    return mask.to(model.device)
+
+
 def is_out_of_memory(error: BaseException) -> bool:
     """Whether an exception means the device (or host) ran out of memory for this batch."""
     if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)):

@@ -96,6 +96,7 @@ def choose_fast(
     candidates: list[int],
     pad_token_id: int,
     batch_size: int,
+    max_tokens: int | None = None,
     on_rows=None,
 ) -> list[tuple[int, list[float]]]:
     """Batched (left padding, position ids) choices; the same as `choose_exact` up to float rounding."""
@@ -111,7 +112,7 @@ def choose_fast(
         preds, probs = _choose(logits, candidates)
         return list(zip(preds, probs))
 
-    return run_batched(prompts, work, batch_size, cost=len, on_rows=on_rows)
+    return run_batched(prompts, work, batch_size, cost=len, max_tokens=max_tokens, on_rows=on_rows)
 
 
 def write_subject_csv(mmlu_dir: Path, result: SubjectResult, out_dir: Path) -> Path:

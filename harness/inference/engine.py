@@ -303,10 +303,21 @@ def _run_splits(
         glued = _tokens(tokenizer, [r.input + r.output for r in rows])
         spaced = _tokens(tokenizer, [" " + r.output for r in rows], add_special_tokens=False)
         items = [losses.answer_tokens_item(*args) for args in zip(prompts, glued, spaced)]
-        results = runner.answer_losses("retain + forget: answer NLL", items)
+        # where question+answer's tokens do not start with the question's, the NLL sequence cannot carry
+        # the spaced draft: it is checked by an item of its own in the same pass
+        checks = {
+            i: losses.LossItem((*p, *s), len(p), draft=True)
+            for i, (it, p, s) in enumerate(zip(items, prompts, spaced))
+            if not it.draft and p and s
+        }
+        results = runner.answer_losses("retain + forget: answer NLL", items + list(checks.values()))
+        results, checked = results[: len(items)], dict(zip(checks, results[len(items) :]))
         timings["answer_nll"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        drafts = [_answer_drafts(*args) for args in zip(items, results, spaced)]
+        drafts = [
+            _answer_drafts(it, res, s, checked.get(i))
+            for i, (it, res, s) in enumerate(zip(items, results, spaced))
+        ]
         texts = runner.generate("retain + forget: generations", prompts, drafts)
         timings["generation"] = time.perf_counter() - t0
         for split, part in splits.items():
@@ -329,7 +340,10 @@ def _tokens(tokenizer, texts: list[str], **kwargs) -> list[list[int]]:
 
 
 def _answer_drafts(
-    item: losses.LossItem, result: losses.LossResult, spaced: Sequence[int]
+    item: losses.LossItem,
+    result: losses.LossResult,
+    spaced: Sequence[int],
+    check: losses.LossResult | None = None,
 ) -> list[generation.Draft]:
     """Drafts of a row's generation from its expected answer, in the order generation._pick tries them.
 
@@ -337,10 +351,11 @@ def _answer_drafts(
     answer, which is what a model that regurgitates usually generates after a prompt that ends without a
     space (the official NLL glues question and answer with no separator, official-scoring.md 2.3). The
     NLL pass checked both where the question's tokens start question+answer's (the spaced answer as the
-    item's branch); otherwise the spaced answer is checked on its own by generation.generate_drafted.
+    item's branch); otherwise only the spaced answer is a draft, checked by ``check`` (question + spaced
+    answer) if given, else by generation.generate_drafted.
     """
     if result.greedy is None:
-        return [generation.Draft(tuple(spaced))]
+        return [generation.Draft(tuple(spaced), check.greedy if check is not None else None)]
     drafts = [generation.Draft(item.ids[item.start :], result.greedy)]
     if result.branch_greedy is not None:
         drafts.append(generation.Draft(item.branch, result.branch_greedy))

@@ -116,6 +116,7 @@ def _loss_batch(model: PreTrainedModel, items: Sequence[LossItem], pad_token_id:
         position_ids=packed.position_ids.to(device),
         logits_to_keep=keep,
     ).logits.float()  # the float32 copy, as the official loop's argmax (generation.generate_batch)
+    tops_all = logits.argmax(-1).tolist() if any(it.draft for it in items) else []
     out: list[LossResult] = []
     for row, (it, first, spans) in enumerate(zip(items, firsts, packed.spans)):
         lo = spans[0][0] + first - 1 - (width - keep)  # kept index of position first - 1
@@ -125,7 +126,7 @@ def _loss_batch(model: PreTrainedModel, items: Sequence[LossItem], pad_token_id:
         if not it.draft:  # a draft item has start >= 1: lo is the last question position
             out.append(LossResult(loss))
             continue
-        tops = logits[row, lo:].argmax(-1).tolist()
+        tops = tops_all[row][lo:]
         greedy = tuple(tops[: end - lo])
         branch = (greedy[0], *tops[end - lo :]) if it.branch else None
         out.append(LossResult(loss, greedy, branch))

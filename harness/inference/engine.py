@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.errors import HarnessError
-from harness.inference import cache, distributed, generation, losses, mmlu
+from harness.inference import answers, cache, distributed, generation, losses, mmlu
 from harness.inference.loading import load_checkpoint, resolve_device, resolve_dtype
 from tasks.data import read_mia, read_mmlu, read_rows
 from tasks.spec import TaskSpec
@@ -110,13 +110,16 @@ class _Runner:
             self.model, items, self.pad, self.batch_size, self.max_tokens, on_rows=advance
         )
 
-    def answer_losses(self, label: str, items: Sequence[losses.LossItem]) -> list[losses.LossResult]:
-        """Answer NLLs and, on the fast path, the greedy tokens along each drafted answer and branch."""
-        if self.exact:
-            return [losses.LossResult(loss) for loss in self.losses(label, items)]
-        advance = self._bar(label, len(items))
-        return losses.losses_with_drafts(
-            self.model, items, self.pad, self.batch_size, self.max_tokens, on_rows=advance
+    def answer_pass(self, label: str, rows: Sequence) -> answers.AnswerPass:
+        """Fast path: the answer NLLs and the drafts of the generations (answers.answer_pass)."""
+        return answers.answer_pass(
+            self.model,
+            self.tokenizer,
+            [r.input for r in rows],
+            [r.output for r in rows],
+            self.batch_size,
+            self.max_tokens,
+            progress=lambda total: self._bar(label, total),
         )
 
     def choices(self, label: str, prompts: Sequence[Sequence[int]], candidates: list[int]):
@@ -245,7 +248,7 @@ def evaluate(
                 "nonmember": distributed.shard(read_mia(task.mia_nonmember), world, quirk),
             }
             docs = [d for group in groups.values() for d in group]
-            ids = _tokens(tokenizer, [d.document for d in docs])
+            ids = answers.tokens(tokenizer, [d.document for d in docs])
             nll = runner.losses(
                 "MIA: member + non-member losses", [losses.LossItem(tuple(i), 0) for i in ids]
             )
@@ -277,7 +280,7 @@ def _run_splits(
 
     The exact path runs the official loop: retain first, each split's generations and then its NLL. The
     fast path takes both splits at once: one NLL pass, whose expected answers draft the generations
-    (`_answer_drafts`), then one batched call decodes what the drafts did not settle.
+    (answers.answer_pass), then one batched call decodes what the drafts did not settle.
     """
     tokenizer = runner.tokenizer
     splits = {
@@ -289,7 +292,7 @@ def _run_splits(
     if runner.exact:
         for split, rows in splits.items():
             t0 = time.perf_counter()
-            prompts = _tokens(tokenizer, [r.input for r in rows])
+            prompts = answers.tokens(tokenizer, [r.input for r in rows])
             outputs[split] = runner.generate(f"{split}: generations", prompts)
             timings[f"{split}_generation"] = time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -299,30 +302,15 @@ def _run_splits(
     else:
         rows = [r for part in splits.values() for r in part]
         t0 = time.perf_counter()
-        prompts = _tokens(tokenizer, [r.input for r in rows])
-        glued = _tokens(tokenizer, [r.input + r.output for r in rows])
-        spaced = _tokens(tokenizer, [" " + r.output for r in rows], add_special_tokens=False)
-        items = [losses.answer_tokens_item(*args) for args in zip(prompts, glued, spaced)]
-        # where question+answer's tokens do not start with the question's, the NLL sequence cannot carry
-        # the spaced draft: it is checked by an item of its own in the same pass
-        checks = {
-            i: losses.LossItem((*p, *s), len(p), draft=True)
-            for i, (it, p, s) in enumerate(zip(items, prompts, spaced))
-            if not it.draft and p and s
-        }
-        results = runner.answer_losses("retain + forget: answer NLL", items + list(checks.values()))
-        results, checked = results[: len(items)], dict(zip(checks, results[len(items) :]))
+        done = runner.answer_pass("retain + forget: answer NLL", rows)
         timings["answer_nll"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        drafts = [
-            _answer_drafts(it, res, s, checked.get(i))
-            for i, (it, res, s) in enumerate(zip(items, results, spaced))
-        ]
-        texts = runner.generate("retain + forget: generations", prompts, drafts)
+        texts = runner.generate("retain + forget: generations", done.prompts, done.drafts)
         timings["generation"] = time.perf_counter() - t0
+        nlls = done.nll
         for split, part in splits.items():
             outputs[split], texts = texts[: len(part)], texts[len(part) :]
-            nll[split], results = [r.loss for r in results[: len(part)]], results[len(part) :]
+            nll[split], nlls = nlls[: len(part)], nlls[len(part) :]
     artifacts = []
     for split, rows in splits.items():
         records = [
@@ -332,34 +320,6 @@ def _run_splits(
         ]  # fmt: skip
         artifacts += _merge_write(records, OUTPUT_COLUMNS, run_dir, split, world, quirk)
     return artifacts
-
-
-def _tokens(tokenizer, texts: list[str], **kwargs) -> list[list[int]]:
-    """``tokenizer(text).input_ids`` of each text, tokenised as one batch (the same ids, less overhead)."""
-    return tokenizer(texts, **kwargs).input_ids if texts else []
-
-
-def _answer_drafts(
-    item: losses.LossItem,
-    result: losses.LossResult,
-    spaced: Sequence[int],
-    check: losses.LossResult | None = None,
-) -> list[generation.Draft]:
-    """Drafts of a row's generation from its expected answer, in the order generation._pick tries them.
-
-    First the answer tokens of the NLL sequence question+answer; then ``spaced``, the tokens of " " +
-    answer, which is what a model that regurgitates usually generates after a prompt that ends without a
-    space (the official NLL glues question and answer with no separator, official-scoring.md 2.3). The
-    NLL pass checked both where the question's tokens start question+answer's (the spaced answer as the
-    item's branch); otherwise only the spaced answer is a draft, checked by ``check`` (question + spaced
-    answer) if given, else by generation.generate_drafted.
-    """
-    if result.greedy is None:
-        return [generation.Draft(tuple(spaced), check.greedy if check is not None else None)]
-    drafts = [generation.Draft(item.ids[item.start :], result.greedy)]
-    if result.branch_greedy is not None:
-        drafts.append(generation.Draft(item.branch, result.branch_greedy))
-    return drafts
 
 
 def _merge_write(

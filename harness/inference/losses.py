@@ -58,19 +58,14 @@ class LossResult:
 
 
 def answer_item(
-    tokenizer: PreTrainedTokenizerBase,
-    question: str,
-    answer: str,
-    prompt: Sequence[int] | None = None,
-    branch: Sequence[int] = (),
+    tokenizer: PreTrainedTokenizerBase, question: str, answer: str, prompt: Sequence[int] | None = None
 ) -> LossItem:
     """question+answer glued with no separator; labels only after the question's own token count.
 
-    ``prompt`` is ``tokenizer(question).input_ids`` when the caller already has it; see `answer_tokens_item`
-    for ``branch``.
+    ``prompt`` is ``tokenizer(question).input_ids`` when the caller already has it.
     """
     prompt = tokenizer(question).input_ids if prompt is None else prompt
-    return answer_tokens_item(prompt, tokenizer(question + answer).input_ids, branch)
+    return answer_tokens_item(prompt, tokenizer(question + answer).input_ids)
 
 
 def answer_tokens_item(prompt: Sequence[int], ids: Sequence[int], branch: Sequence[int] = ()) -> LossItem:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 DEFAULT_BATCH = {"cuda": 64, "cpu": 64}
 #: starting padded-token cap of one batch (rows x longest row; halved on out-of-memory): on CPU a forward
 #: pass costs about its padded tokens, so short rows are not padded to long ones; CUDA takes big batches
-DEFAULT_TOKENS = {"cuda": 1 << 16, "cpu": 2048}
+DEFAULT_TOKENS = {"cuda": 1 << 16, "cpu": 1024}
 OUTPUT_COLUMNS = ["id", "task", "input", "expected_output", "model_output", "nll"]
 
 

@@ -1,11 +1,12 @@
 """`evaluate`: one checkpoint through the official inference stages into a run directory, then scored.
 
 Stages, in the official order: retain generations + answer NLL, forget generations + answer NLL, MIA
-member/non-member losses, MMLU choices. The fast path runs each split's answer NLL pass first: it also
-gives the greedy tokens along the expected answer, which draft the generations
-(generation.generate_drafted); the files and their columns are the same either way. The artifacts are the official ones (official-scoring.md 2.3, 2.7,
-4): forget_0.csv / retain_0.csv, mia_results/{member,nonmember}_0.csv, mmlu_results/<subject>.csv and
-mmlu_results/metrics.json; then harness.scoring.score_directory writes evaluation_results.jsonl.
+member/non-member losses, MMLU choices. The fast path runs the answer NLL of both splits first, in one
+pass that also drafts the generations (answers.answer_pass), then decodes what the drafts left open
+(generation.generate_drafted); the files, their columns and their rows are the same either way. The
+artifacts are the official ones (official-scoring.md 2.3, 2.7, 4): forget_0.csv / retain_0.csv,
+mia_results/{member,nonmember}_0.csv, mmlu_results/<subject>.csv and mmlu_results/metrics.json; then
+harness.scoring.score_directory writes evaluation_results.jsonl.
 """
 
 from __future__ import annotations

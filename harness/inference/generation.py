@@ -22,6 +22,7 @@ from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerB
 from transformers.cache_utils import Cache, DynamicLayer
 
 from harness.inference.batching import Batch, left_pad, run_batched
+from harness.inference.losses import LossItem, losses_with_drafts
 
 #: generation_config fields that would add logits processors or stopping rules to plain greedy decoding
 _PLAIN_GREEDY_DEFAULTS = {
@@ -152,13 +153,8 @@ def generate_batch(
             if keep.numel() == 0:
                 break
             cache.batch_select_indices(keep)
-            alive, nxt, mask, last_pos, limit = (
-                alive[keep],
-                nxt[keep],
-                mask[keep],
-                last_pos[keep],
-                limit[keep],
-            )
+            alive, nxt, mask = alive[keep], nxt[keep], mask[keep]
+            last_pos, limit = last_pos[keep], limit[keep]
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=-1)
         last_pos = last_pos + 1
         logits = model(
@@ -298,8 +294,6 @@ def generate_drafted(
     """
     if not plain_greedy(model.generation_config):
         return generate_fast(model, prompts, max_new_tokens, pad_token_id, batch_size, max_tokens, on_rows)
-    from harness.inference.losses import LossItem, losses_with_drafts
-
     stop = eos_ids(model)
     picked = [_pick(row) if len(prompt) else None for prompt, row in zip(prompts, drafts)]
     unchecked = [i for i, d in enumerate(picked) if d is not None and d.greedy is None]

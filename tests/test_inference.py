@@ -20,7 +20,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from harness.inference import batching, distributed, evaluate, generation, losses, mmlu
+from harness.inference import answers, batching, distributed, evaluate, generation, losses, mmlu
 from harness.inference.synthetic import random_olmo, train_tokenizer
 from tasks.data import MMLU_CATEGORIES, MmluItem, MmluSubject, read_mia, read_mmlu, read_rows
 
@@ -79,6 +79,96 @@ def test_run_batched_reraises_other_errors() -> None:
 
     with pytest.raises(ValueError, match="boom"):
         batching.run_batched([1, 2], work, 2, cost=lambda x: x)
+
+
+def _check_caps(chunks: list[list[str]], batch_size: int, max_tokens: int) -> None:
+    for chunk in chunks:
+        assert len(chunk) <= batch_size
+        assert len(chunk) == 1 or len(chunk) * max(len(s) for s in chunk) <= max_tokens
+
+
+def test_run_batched_token_budget_respects_both_caps_and_keeps_order() -> None:
+    # short and long items: a row cap alone would pad the short ones to the longest
+    items = [("x" * n) for n in (3, 40, 5, 38, 4, 41, 6, 39, 2, 60, 5, 3, 37, 4)]
+    seen: list[list[str]] = []
+
+    def work(chunk: list[str]) -> list[int]:
+        seen.append(chunk)
+        return [len(s) for s in chunk]
+
+    assert batching.run_batched(items, work, 4, cost=len, max_tokens=120) == [len(s) for s in items]
+    _check_caps(seen, 4, 120)
+    assert sorted(s for chunk in seen for s in chunk) == sorted(items)
+    # longest first, and no batch mixes the long items (37-60) with the short ones (2-6)
+    assert seen[0][0] == "x" * 60
+    assert all(max(map(len, c)) < 10 or min(map(len, c)) > 30 for c in seen)
+    # without a budget: consecutive runs of batch_size, as before
+    seen.clear()
+    batching.run_batched(items, work, 4, cost=len)
+    assert [len(c) for c in seen] == [4, 4, 4, 2]
+
+
+def test_plan_batches_stays_within_both_caps() -> None:
+    costs = sorted(
+        [97, 90, 88, 71, 70, 70, 64, 33, 30, 24, 20, 19, 17, 15, 12, 12, 11, 9, 9, 8], reverse=True
+    )
+    for batch_size, max_tokens in ((64, 2048), (4, 2048), (64, 150), (3, 60), (64, 1)):
+        plan = batching.plan_batches(costs, batch_size, max_tokens)
+        assert sum(plan) == len(costs)
+        start = 0
+        for k in plan:
+            assert 1 <= k <= batch_size
+            assert k == 1 or k * costs[start] <= max_tokens
+            start += k
+
+
+def test_run_batched_token_budget_halves_on_oom() -> None:
+    items = [("x" * n) for n in (30, 31, 29, 8, 9, 7, 30, 6)]
+    seen: list[list[str]] = []
+
+    def work(chunk: list[str]) -> list[str]:
+        if len(chunk) * max(len(s) for s in chunk) > 64:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1 GiB")
+        seen.append(chunk)
+        return [s.upper() for s in chunk]
+
+    assert batching.run_batched(items, work, 8, cost=len, max_tokens=256) == [s.upper() for s in items]
+    _check_caps(seen, 8, 64)
+
+
+def test_accept_draft() -> None:
+    eos, stop = 0, {0}
+    draft = [5, 6, 7]
+    # a draft fully accepted ends at EOS: finished without decoding
+    assert generation.accept_draft([5, 6, 7, eos], draft, 48, stop) == ([5, 6, 7, eos], True)
+    # ... or goes on after it: the token after the draft, then decoding continues
+    assert generation.accept_draft([5, 6, 7, 9], draft, 48, stop) == ([5, 6, 7, 9], False)
+    # the first mismatch is the model's own token; EOS there ends the generation
+    assert generation.accept_draft([5, 8, 1, 1], draft, 48, stop) == ([5, 8], False)
+    assert generation.accept_draft([5, eos, 1, 1], draft, 48, stop) == ([5, eos], True)
+    assert generation.accept_draft([4, 6, 7, eos], draft, 48, stop) == ([4], False)
+    # an answer longer than max_new_tokens is cut there
+    assert generation.accept_draft([5, 6, 7, eos], draft, 2, stop) == ([5, 6], True)
+    assert generation.accept_draft([5, 6, 7, eos], draft, 3, stop) == ([5, 6, 7], True)
+    # an EOS inside the draft, predicted, ends it there
+    assert generation.accept_draft([5, eos, 7, 8], [5, eos, 7], 48, stop) == ([5, eos], True)
+    with pytest.raises(ValueError):
+        generation.accept_draft([5, 6], draft, 48, stop)
+
+
+def test_pack_trees_lets_each_branch_see_only_the_shared_prefix() -> None:
+    tree = batching.Tree((1, 2, 3, 4), 2, ((7, 8), (9,)))
+    packed = batching.pack_trees([tree, batching.Tree((5, 6), 1, ((3,),))], pad_token_id=0)
+    assert packed.input_ids.tolist() == [[1, 2, 3, 4, 7, 8, 9], [0, 0, 0, 0, 5, 6, 3]]
+    assert packed.position_ids.tolist() == [[0, 1, 2, 3, 2, 3, 2], [0, 0, 0, 0, 0, 1, 1]]
+    assert packed.spans == [[(0, 4), (4, 6), (6, 7)], [(4, 6), (6, 7)]]
+    seen = packed.attention_mask[0, 0].int().tolist()
+    assert seen[3] == [1, 1, 1, 1, 0, 0, 0]  # the trunk: causal
+    assert seen[5] == [1, 1, 0, 0, 1, 1, 0]  # branch (7, 8): trunk[:2] and itself
+    assert seen[6] == [1, 1, 0, 0, 0, 0, 1]  # branch (9,): trunk[:2] and itself
+    assert packed.attention_mask[1, 0, 6].int().tolist() == [0, 0, 0, 0, 1, 0, 1]
+    plain = batching.pack_trees([batching.Tree((1, 2), 2), batching.Tree((3,), 1)], pad_token_id=0)
+    assert plain.attention_mask.tolist() == [[1, 1], [0, 1]]  # no branches: the usual 2-D mask
 
 
 def _subject(n_dev: int = 2) -> MmluSubject:
@@ -222,6 +312,108 @@ def test_fast_mmlu_choices_match_exact_on_real_subjects(lume, shared_data: Path)
         assert probs_f == pytest.approx(probs_e, rel=1e-4)
 
 
+def test_a_tree_gives_each_branch_the_logits_it_has_alone(lume) -> None:
+    model, tokenizer, rows, _ = lume
+    question = tokenizer(rows[0].input).input_ids
+    answer = tokenizer(rows[0].output, add_special_tokens=False).input_ids
+    other, third = tokenizer(" Paris is").input_ids, tokenizer(" and").input_ids
+    tree = batching.Tree((*question, *answer), len(question), (tuple(other), tuple(third)))
+    packed = batching.pack_trees([tree, batching.Tree(tuple(third), 1)], tokenizer.eos_token_id)
+    with torch.inference_mode():
+        logits = model(
+            packed.input_ids, attention_mask=packed.attention_mask, position_ids=packed.position_ids
+        ).logits[0]
+        for span, ids in zip(packed.spans[0], ([], other, third)):
+            alone = model(torch.tensor([question + ids if ids else question + answer])).logits[0]
+            got = logits[span[0] : span[1]]
+            torch.testing.assert_close(got, alone[-got.shape[0] :], atol=1e-4, rtol=1e-4)
+
+
+def test_mmlu_prompts_sharing_a_prefix_become_one_tree() -> None:
+    header = [1, 2, 3, 4, 5, 6]
+    prompts = [header + [7, 8], [9, 9, 9], header + [7, 9, 9], header + [8], header[:2] + [5]]
+    trees = mmlu.shared_prefix_trees(prompts, limit=100)
+    for members, tree in trees:  # every prompt is trunk[:start] + its branch, each branch non-empty
+        assert [list(tree.trunk[: tree.start]) + list(b) for b in tree.branches] == [
+            prompts[i] for i in members
+        ]
+        assert all(tree.branches)
+    groups = sorted(sorted(members) for members, _ in trees)
+    # the header is shared by 0, 2 and 3; 1 and 4 share nothing: one row, no trunk, no padding between them
+    assert groups == [[0, 2, 3], [1, 4]]
+    assert sum(len(t) for _, t in trees) < sum(map(len, prompts))
+    assert sorted(i for members, _ in mmlu.shared_prefix_trees(prompts, limit=9) for i in members) == [
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]
+
+
+def _drafted(model, tokenizer, rows, max_new: int, batch_size: int = 16, max_tokens: int | None = 2048):
+    """The fast path's answer pass and drafted generation over ``rows`` (as evaluate runs them)."""
+    done = answers.answer_pass(
+        model, tokenizer, [r.input for r in rows], [r.output for r in rows], batch_size, max_tokens
+    )
+    tokens = generation.generate_drafted(
+        model, done.prompts, done.drafts, max_new, tokenizer.eos_token_id, batch_size, max_tokens
+    )
+    return done, tokens
+
+
+@pytest.fixture
+def continued(monkeypatch) -> list[int]:
+    """Counts the rows that drafted generation hands on to the batched decoding loop."""
+    counts: list[int] = []
+    decode = generation.generate_fast
+
+    def spy(model, prompts, *args, **kwargs):
+        counts.append(len(prompts))
+        return decode(model, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(generation, "generate_fast", spy)
+    return counts
+
+
+def test_drafted_generation_matches_exact_on_real_validation_prompts(lume, continued) -> None:
+    model, tokenizer, rows, _ = lume
+    sample = rows[::45]
+    eos = tokenizer.eos_token_id
+    done, fast = _drafted(model, tokenizer, sample, 8, batch_size=5)
+    exact = [generation.generate_exact(model, p, 8, eos) for p in done.prompts]
+    assert sum(continued) > 0  # a random model does not say the answers: the decoding loop takes over
+    _assert_same_or_near_tie(model, done.prompts, exact, fast, 8, [r.id for r in sample])
+
+    # drafts that are (a prefix of) the generation itself are accepted, then decoding goes on from there
+    def draft(tokens: list[int], keep: int) -> tuple[int, ...]:
+        """The generation's first ``keep`` tokens and then a wrong one (all of it where it is shorter)."""
+        if keep >= len(tokens):
+            return tuple(tokens)
+        return (*tokens[:keep], (tokens[keep] + 1) % model.config.vocab_size)
+
+    for keep in (8, 3, 0):
+        drafts = [[generation.Draft(draft(e, keep))] for e in exact]
+        again = generation.generate_drafted(model, done.prompts, drafts, 8, eos, batch_size=5)
+        _assert_same_or_near_tie(model, done.prompts, exact, again, 8, [r.id for r in sample])
+
+
+def test_a_row_whose_question_tokens_do_not_start_question_answer_gets_no_nll_draft(lume) -> None:
+    model, tokenizer, rows, _ = lume
+    # LUME glues question and answer with no separator: some joins merge into one token
+    row = next(r for r in rows if not losses.answer_item(tokenizer, r.input, r.output).draft)
+    prompt = tokenizer(row.input).input_ids
+    item = losses.answer_item(tokenizer, row.input, row.output)
+    assert list(item.ids[: len(prompt)]) != prompt and not item.branch
+    done, fast = _drafted(model, tokenizer, [row], 12)
+    # only the spaced answer drafts it, checked by an item of its own in the same pass
+    spaced = tuple(tokenizer(" " + row.output, add_special_tokens=False).input_ids)
+    assert [d.tokens for d in done.drafts[0]] == [spaced] and done.drafts[0][0].greedy is not None
+    exact = [generation.generate_exact(model, prompt, 12, tokenizer.eos_token_id)]
+    _assert_same_or_near_tie(model, [prompt], exact, fast, 12, [row.id])
+    assert done.nll[0] == pytest.approx(losses.loss_exact(model, item), rel=1e-5)
+
+
 # --- the tiny task end to end ---------------------------------------------------------------------------------
 
 
@@ -265,6 +457,36 @@ def tiny_runs(tiny_task, tmp_path_factory: pytest.TempPathFactory):
             model_dir, tiny_task, root / f"b{size}", batch_size=size, use_cache=False, progress=False
         )
     return runs
+
+
+def _tiny_model(tiny_task, which: str):
+    from harness.inference.loading import load_checkpoint
+
+    model_dir = tiny_task.model_dir if which == "target" else tiny_task.gold_model_dir
+    return load_checkpoint(model_dir, torch.device("cpu"), torch.float32)
+
+
+@pytest.mark.parametrize("which", ["target", "gold"])
+def test_drafted_generation_equals_exact_on_the_tiny_task(tiny_task, which: str, continued) -> None:
+    model, tokenizer = _tiny_model(tiny_task, which)
+    rows = read_rows(tiny_task.eval_retain) + read_rows(tiny_task.eval_forget)
+    max_new, eos = tiny_task.max_new_tokens, tokenizer.eos_token_id
+    done, fast = _drafted(model, tokenizer, rows, max_new)
+    exact = [generation.generate_exact(model, p, max_new, eos) for p in done.prompts]
+    assert fast == exact  # the tiny task: every row identical
+    if which == "target":  # it says every answer: the drafts settle every row, up to its EOS
+        assert sum(continued) == 0 and all(t[-1] == eos for t in fast)
+    else:  # the gold model leaves the forget answers: the decoding loop goes on from its first own token
+        assert sum(continued) >= len(rows) // 4
+
+
+def test_drafted_generation_cuts_long_answers_at_max_new_tokens(tiny_task, continued) -> None:
+    model, tokenizer = _tiny_model(tiny_task, "target")
+    rows = read_rows(tiny_task.eval_forget)
+    done, fast = _drafted(model, tokenizer, rows, 4)
+    assert fast == [generation.generate_exact(model, p, 4, tokenizer.eos_token_id) for p in done.prompts]
+    assert sum(continued) == 0 and max(len(t) for t in fast) == 4
+    assert any(len(d[0].tokens) > 4 for d in done.drafts)
 
 
 def test_tiny_task_writes_the_official_layout(tiny_runs, tiny_task) -> None:

@@ -1,8 +1,11 @@
-"""Batching for the fast path: left padding, length-sorted batches and batch-size halving on out-of-memory.
+"""Batching for the fast path: left padding, length-sorted batches under a row and a token cap, halving on OOM.
 
-`run_batched` sorts work items by cost (longest first, so an out-of-memory error shows up on the first
-batch), cuts them into batches of at most ``batch_size`` items, halves the size when the device runs out of
-memory, and returns results in the caller's order.
+`run_batched` sorts work items by cost (their length in tokens; longest first, so an out-of-memory error
+shows up on the first batch) and cuts the sorted list into batches of at most ``batch_size`` rows and,
+when a token budget is given, at most ``max_tokens`` padded tokens (rows x the batch's longest row).
+Within those caps the cut points are chosen to waste little on padding without running many small
+batches (`plan_batches`): a set of short and long prompts is not padded to its longest one. On
+out-of-memory both caps are halved and the rest re-planned; results come back in the caller's order.
 """
 
 from __future__ import annotations
@@ -37,11 +40,116 @@ def left_pad(rows: Sequence[Sequence[int]], pad_token_id: int) -> Batch:
     return Batch(ids, mask)
 
 
+@dataclass(frozen=True)
+class Tree:
+    """One row of a packed batch: the ``trunk`` tokens, then ``branches``, each continuing ``trunk[:start]``.
+
+    The trunk is an ordinary causal sequence. A branch sees ``trunk[:start]`` and its own earlier tokens
+    only (not the rest of the trunk, not the other branches), at the positions it would have right after
+    ``trunk[:start]``: its logits are those of ``trunk[:start] + branch`` run alone, and the shared
+    ``trunk[:start]`` runs once for all of them.
+    """
+
+    trunk: tuple[int, ...]
+    start: int = 0
+    branches: tuple[tuple[int, ...], ...] = ()
+
+    def __len__(self) -> int:
+        return len(self.trunk) + sum(len(b) for b in self.branches)
+
+
+@dataclass(frozen=True)
+class Packed:
+    """Left-padded trees: ids, position ids, the attention mask, and per row the column span of the
+    trunk followed by those of its branches. The mask is the usual 2-D padding mask when no row has
+    branches, else a 4-D boolean mask (batch, 1, query, key), True where a query sees a key."""
+
+    input_ids: torch.Tensor
+    position_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    spans: list[list[tuple[int, int]]]
+
+
+def pack_trees(trees: Sequence[Tree], pad_token_id: int) -> Packed:
+    """Left-pad ``trees`` to one width (see `Tree` for who sees whom and the positions)."""
+    width = max(len(t) for t in trees)
+    ids, positions, groups, shared, spans = [], [], [], [], []
+    for tree in trees:
+        col = width - len(tree)
+        row_ids = [pad_token_id] * col + list(tree.trunk)
+        row_positions = [0] * col + list(range(len(tree.trunk)))
+        row_groups = [0] * col + [1] * len(tree.trunk)  # 0 padding, 1 trunk, 2 + b branch b
+        shared.append([False] * col + [True] * tree.start + [False] * (len(tree) - tree.start))
+        row_spans = [(col, col + len(tree.trunk))]
+        col += len(tree.trunk)
+        for b, branch in enumerate(tree.branches):
+            row_ids += branch
+            row_positions += range(tree.start, tree.start + len(branch))
+            row_groups += [2 + b] * len(branch)
+            row_spans.append((col, col + len(branch)))
+            col += len(branch)
+        ids.append(row_ids)
+        positions.append(row_positions)
+        groups.append(row_groups)
+        spans.append(row_spans)
+    ids, positions = torch.tensor(ids, dtype=torch.long), torch.tensor(positions, dtype=torch.long)
+    group, shared = torch.tensor(groups, dtype=torch.long), torch.tensor(shared, dtype=torch.bool)
+    real = group > 0
+    if not any(tree.branches for tree in trees):
+        return Packed(ids, positions, real.long(), spans)
+    causal = torch.ones((width, width), dtype=torch.bool).tril()
+    same = group[:, :, None] == group[:, None, :]
+    mask = causal & real[:, None, :] & (shared[:, None, :] | same)
+    mask |= torch.eye(width, dtype=torch.bool)  # a padding query sees itself (no empty softmax row)
+    return Packed(ids, positions, mask[:, None], spans)
+
+
+#: attention implementations that take a custom 4-D mask (boolean for sdpa, additive for eager)
+TREE_ATTENTION = ("sdpa", "eager")
+
+
+def attention_mask_for(model, mask: torch.Tensor) -> torch.Tensor:
+    """``mask`` on the model's device, a 4-D one as the model's attention implementation takes it."""
+    if mask.dim() == 4 and model.config._attn_implementation == "eager":
+        mask = torch.zeros(mask.shape, dtype=model.dtype).masked_fill(~mask, torch.finfo(model.dtype).min)
+    return mask.to(model.device)
+
+
 def is_out_of_memory(error: BaseException) -> bool:
     """Whether an exception means the device (or host) ran out of memory for this batch."""
     if isinstance(error, (torch.cuda.OutOfMemoryError, MemoryError)):
         return True
     return isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+
+
+#: with a token budget, one batch is taken to cost as much as max_tokens // BATCH_COST_SHARE more padded
+#: tokens (a forward pass's fixed cost); it weighs fewer, fuller batches against less padding
+BATCH_COST_SHARE = 16
+
+
+def plan_batches(costs: Sequence[int], batch_size: int, max_tokens: int) -> list[int]:
+    """Sizes of consecutive batches of ``costs`` (sorted longest first) within both caps.
+
+    A batch of k items starting at item i pads them to ``costs[i]``; the plan minimises the padded tokens
+    plus ``max_tokens // BATCH_COST_SHARE`` per batch over all cuts (dynamic programming from the end).
+    A batch holds at most ``batch_size`` items and ``max_tokens`` padded tokens, or a single item.
+    """
+    n, fixed = len(costs), max_tokens // BATCH_COST_SHARE
+    best = [0] * (n + 1)  # best[i]: cost of the best plan for items i..n-1
+    size = [0] * (n + 1)
+    for i in range(n - 1, -1, -1):
+        width, best[i] = max(1, costs[i]), -1
+        for k in range(1, min(batch_size, n - i) + 1):
+            if k > 1 and k * width > max_tokens:
+                break
+            total = k * width + fixed + best[i + k]
+            if best[i] < 0 or total < best[i]:
+                best[i], size[i] = total, k
+    plan, i = [], 0
+    while i < n:
+        plan.append(size[i])
+        i += size[i]
+    return plan
 
 
 def run_batched(
@@ -50,26 +158,39 @@ def run_batched(
     batch_size: int,
     *,
     cost: Callable[[T], int],
+    max_tokens: int | None = None,
     on_rows: Callable[[int], None] | None = None,
 ) -> list[R]:
-    """Apply ``work`` to length-sorted batches of ``items``; results come back in the order of ``items``."""
+    """Apply ``work`` to length-sorted batches of ``items``; results come back in the order of ``items``.
+
+    A batch holds at most ``batch_size`` items and, if ``max_tokens`` is given, at most ``max_tokens``
+    padded tokens (its item count times the largest ``cost`` in it; a single longer item still runs),
+    cut as `plan_batches` plans; without ``max_tokens``, consecutive runs of ``batch_size`` items.
+    """
     order = sorted(range(len(items)), key=lambda i: (-cost(items[i]), i))
     results: list[R | None] = [None] * len(items)
-    start, size = 0, max(1, batch_size)
+    start, size, tokens = 0, max(1, batch_size), max_tokens
+    plan: list[int] = []
     while start < len(order):
-        chunk = order[start : start + size]
+        if not plan:
+            rest = [cost(items[i]) for i in order[start:]]
+            plan = plan_batches(rest, size, tokens) if tokens is not None else [size] * -(-len(rest) // size)
+        chunk = order[start : start + plan[0]]
         try:
             out = work([items[i] for i in chunk])
         except Exception as error:  # noqa: BLE001 - only out-of-memory is retried, the rest re-raised
-            if not is_out_of_memory(error) or size == 1:
+            if not is_out_of_memory(error) or len(chunk) == 1:
                 raise
-            size //= 2
+            size = len(chunk) // 2
+            tokens = None if tokens is None else max(1, tokens // 2)
+            plan = []
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             continue
         for i, r in zip(chunk, out):
             results[i] = r
         start += len(chunk)
+        plan.pop(0)
         if on_rows is not None:
             on_rows(len(chunk))
     return results  # type: ignore[return-value]

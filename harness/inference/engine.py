@@ -1,9 +1,12 @@
 """`evaluate`: one checkpoint through the official inference stages into a run directory, then scored.
 
 Stages, in the official order: retain generations + answer NLL, forget generations + answer NLL, MIA
-member/non-member losses, MMLU choices. The artifacts are the official ones (official-scoring.md 2.3, 2.7,
-4): forget_0.csv / retain_0.csv, mia_results/{member,nonmember}_0.csv, mmlu_results/<subject>.csv and
-mmlu_results/metrics.json; then harness.scoring.score_directory writes evaluation_results.jsonl.
+member/non-member losses, MMLU choices. The fast path runs the answer NLL of both splits first, in one
+pass that also drafts the generations (answers.answer_pass), then decodes what the drafts left open
+(generation.generate_drafted); the files, their columns and their rows are the same either way. The
+artifacts are the official ones (official-scoring.md 2.3, 2.7, 4): forget_0.csv / retain_0.csv,
+mia_results/{member,nonmember}_0.csv, mmlu_results/<subject>.csv and mmlu_results/metrics.json; then
+harness.scoring.score_directory writes evaluation_results.jsonl.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.errors import HarnessError
-from harness.inference import cache, distributed, generation, losses, mmlu
+from harness.inference import answers, cache, distributed, generation, losses, mmlu
 from harness.inference.loading import load_checkpoint, resolve_device, resolve_dtype
 from tasks.data import read_mia, read_mmlu, read_rows
 from tasks.spec import TaskSpec
@@ -32,6 +35,9 @@ if TYPE_CHECKING:
 
 #: starting batch size of the fast path (halved on out-of-memory)
 DEFAULT_BATCH = {"cuda": 64, "cpu": 64}
+#: starting padded-token cap of one batch (rows x longest row; halved on out-of-memory): on CPU a forward
+#: pass costs about its padded tokens, so short rows are not padded to long ones; CUDA takes big batches
+DEFAULT_TOKENS = {"cuda": 1 << 16, "cpu": 1024}
 OUTPUT_COLUMNS = ["id", "task", "input", "expected_output", "model_output", "nll"]
 
 
@@ -53,6 +59,7 @@ class _Runner:
     tokenizer: object
     exact: bool
     batch_size: int
+    max_tokens: int | None
     max_new_tokens: int
     progress: Progress | None
 
@@ -66,7 +73,13 @@ class _Runner:
         task_id = self.progress.add_task(label, total=total)
         return lambda n: self.progress.advance(task_id, n)
 
-    def generate(self, label: str, prompts: Sequence[Sequence[int]]) -> list[str]:
+    def generate(
+        self,
+        label: str,
+        prompts: Sequence[Sequence[int]],
+        drafts: Sequence[Sequence[generation.Draft]] = (),
+    ) -> list[str]:
+        """Generations; on the fast path, following the drafts of each row if given."""
         advance = self._bar(label, len(prompts))
         if self.exact:
             tokens = []
@@ -74,8 +87,15 @@ class _Runner:
                 tokens.append(generation.generate_exact(self.model, p, self.max_new_tokens, self.pad))
                 advance(1)
         else:
-            tokens = generation.generate_fast(
-                self.model, prompts, self.max_new_tokens, self.pad, self.batch_size, on_rows=advance
+            tokens = generation.generate_drafted(
+                self.model,
+                prompts,
+                drafts or [()] * len(prompts),
+                self.max_new_tokens,
+                self.pad,
+                self.batch_size,
+                self.max_tokens,
+                on_rows=advance,
             )
         return [generation.decode(self.tokenizer, t) for t in tokens]
 
@@ -87,7 +107,21 @@ class _Runner:
                 out.append(losses.loss_exact(self.model, it))
                 advance(1)
             return out
-        return losses.losses_fast(self.model, items, self.pad, self.batch_size, on_rows=advance)
+        return losses.losses_fast(
+            self.model, items, self.pad, self.batch_size, self.max_tokens, on_rows=advance
+        )
+
+    def answer_pass(self, label: str, rows: Sequence) -> answers.AnswerPass:
+        """Fast path: the answer NLLs and the drafts of the generations (answers.answer_pass)."""
+        return answers.answer_pass(
+            self.model,
+            self.tokenizer,
+            [r.input for r in rows],
+            [r.output for r in rows],
+            self.batch_size,
+            self.max_tokens,
+            progress=lambda total: self._bar(label, total),
+        )
 
     def choices(self, label: str, prompts: Sequence[Sequence[int]], candidates: list[int]):
         advance = self._bar(label, len(prompts))
@@ -97,7 +131,9 @@ class _Runner:
                 out.append(mmlu.choose_exact(self.model, p, candidates))
                 advance(1)
             return out
-        return mmlu.choose_fast(self.model, prompts, candidates, self.pad, self.batch_size, on_rows=advance)
+        return mmlu.choose_fast(
+            self.model, prompts, candidates, self.pad, self.batch_size, self.max_tokens, on_rows=advance
+        )
 
 
 @contextmanager
@@ -117,10 +153,13 @@ def _write_csv(frame: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _settings(task: TaskSpec, exact: bool, batch_size: int | None, device, dtype, quirk: bool, world) -> dict:
+def _settings(
+    task: TaskSpec, exact: bool, batch_size: int | None, max_tokens: int | None, device, dtype, quirk, world
+) -> dict:
     return {
         "exact": exact,
         "batch_size": None if exact else batch_size,
+        "max_tokens": None if exact else max_tokens,
         "device": device.type,
         "dtype": str(dtype),
         "max_new_tokens": task.max_new_tokens,
@@ -149,6 +188,7 @@ def evaluate(
     *,
     exact: bool = False,
     batch_size: int | None = None,
+    max_tokens: int | None = None,
     device: str | None = None,
     dtype: str | None = None,
     use_cache: bool = True,
@@ -157,7 +197,8 @@ def evaluate(
 ) -> EvalResult:
     """Run the official inference on ``checkpoint_dir`` for ``task`` into ``run_dir`` and score it.
 
-    ``exact`` runs the official one-row loops (slow; for parity); otherwise the batched fast path.
+    ``exact`` runs the official one-row loops (slow; for parity); otherwise the batched fast path, with
+    at most ``batch_size`` rows and ``max_tokens`` padded tokens per batch (defaults per device type).
     Under torchrun/accelerate (WORLD_SIZE > 1) each process evaluates a shard and rank 0 writes the
     merged artifacts; ``processes_quirk`` keeps the official multi-process padding duplicates instead.
     """
@@ -174,12 +215,13 @@ def evaluate(
     world = distributed.init_world(dev)
     quirk = processes_quirk and world.size > 1
     size = batch_size or DEFAULT_BATCH.get(dev.type, 32)
+    tokens = max_tokens or DEFAULT_TOKENS.get(dev.type, DEFAULT_TOKENS["cpu"])
     mia_paths = [task.mia_member, task.mia_nonmember]
     have_mia = all(p is not None and Path(p).exists() for p in mia_paths)
     key = None
     if use_cache:
         data = [task.eval_forget, task.eval_retain, *(mia_paths if have_mia else []), *_mmlu_files(task)]
-        settings = _settings(task, exact, batch_size, dev, torch_dtype, processes_quirk, world)
+        settings = _settings(task, exact, batch_size, max_tokens, dev, torch_dtype, processes_quirk, world)
         key = cache.eval_key(checkpoint_dir, data, settings)
         entry = cache.lookup(key)
         if entry is not None:
@@ -198,30 +240,22 @@ def evaluate(
     timings["load"] = time.perf_counter() - t0
     artifacts: list[Path] = []
     with _progress(progress and world.main) as bar:
-        runner = _Runner(model, tokenizer, exact, size, task.max_new_tokens, bar)
-        for split in ("retain", "forget"):  # the official order: retain first
-            rows = distributed.shard(read_rows(getattr(task, f"eval_{split}")), world, quirk)
-            t0 = time.perf_counter()
-            prompts = [tokenizer(r.input).input_ids for r in rows]
-            outputs = runner.generate(f"{split}: generations", prompts)
-            timings[f"{split}_generation"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            items = [losses.answer_item(tokenizer, r.input, r.output) for r in rows]
-            nll = runner.losses(f"{split}: answer NLL", items)
-            timings[f"{split}_nll"] = time.perf_counter() - t0
-            records = [
-                {"id": r.id, "task": r.task, "input": r.input, "expected_output": r.output,
-                 "model_output": o, "nll": n}
-                for r, o, n in zip(rows, outputs, nll)
-            ]  # fmt: skip
-            artifacts += _merge_write(records, OUTPUT_COLUMNS, run_dir, split, world, quirk)
+        runner = _Runner(model, tokenizer, exact, size, tokens, task.max_new_tokens, bar)
+        artifacts += _run_splits(runner, task, run_dir, world, quirk, timings)
         if have_mia:
             t0 = time.perf_counter()
-            for group, path in (("member", task.mia_member), ("nonmember", task.mia_nonmember)):
-                docs = distributed.shard(read_mia(path), world, quirk)
-                items = [losses.document_item(tokenizer, d.document) for d in docs]
-                nll = runner.losses(f"MIA: {group} losses", items)
-                records = [{"id": d.id, "nll": n} for d, n in zip(docs, nll)]
+            groups = {
+                "member": distributed.shard(read_mia(task.mia_member), world, quirk),
+                "nonmember": distributed.shard(read_mia(task.mia_nonmember), world, quirk),
+            }
+            docs = [d for group in groups.values() for d in group]
+            ids = answers.tokens(tokenizer, [d.document for d in docs])
+            nll = runner.losses(
+                "MIA: member + non-member losses", [losses.LossItem(tuple(i), 0) for i in ids]
+            )
+            for group, part in groups.items():
+                records = [{"id": d.id, "nll": n} for d, n in zip(part, nll)]
+                nll = nll[len(part) :]
                 artifacts += _merge_write(
                     records, ["id", "nll"], run_dir / "mia_results", group, world, quirk
                 )
@@ -238,6 +272,55 @@ def evaluate(
         scores = score_directory(run_dir, mmlu_threshold=task.mmlu_threshold)
     scores = distributed.broadcast(scores, world)
     return EvalResult(scores=scores, run_dir=run_dir, timings=timings, cached=False)
+
+
+def _run_splits(
+    runner: _Runner, task: TaskSpec, run_dir: Path, world: distributed.World, quirk: bool, timings: dict
+) -> list[Path]:
+    """Generations and answer NLL of the retain and the forget rows, into retain_0.csv and forget_0.csv.
+
+    The exact path runs the official loop: retain first, each split's generations and then its NLL. The
+    fast path takes both splits at once: one NLL pass, whose expected answers draft the generations
+    (answers.answer_pass), then one batched call decodes what the drafts did not settle.
+    """
+    tokenizer = runner.tokenizer
+    splits = {
+        split: distributed.shard(read_rows(getattr(task, f"eval_{split}")), world, quirk)
+        for split in ("retain", "forget")  # the official order: retain first
+    }
+    outputs: dict[str, list[str]] = {}
+    nll: dict[str, list[float]] = {}
+    if runner.exact:
+        for split, rows in splits.items():
+            t0 = time.perf_counter()
+            prompts = answers.tokens(tokenizer, [r.input for r in rows])
+            outputs[split] = runner.generate(f"{split}: generations", prompts)
+            timings[f"{split}_generation"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            items = [losses.answer_item(tokenizer, r.input, r.output, p) for r, p in zip(rows, prompts)]
+            nll[split] = runner.losses(f"{split}: answer NLL", items)
+            timings[f"{split}_nll"] = time.perf_counter() - t0
+    else:
+        rows = [r for part in splits.values() for r in part]
+        t0 = time.perf_counter()
+        done = runner.answer_pass("retain + forget: answer NLL", rows)
+        timings["answer_nll"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        texts = runner.generate("retain + forget: generations", done.prompts, done.drafts)
+        timings["generation"] = time.perf_counter() - t0
+        nlls = done.nll
+        for split, part in splits.items():
+            outputs[split], texts = texts[: len(part)], texts[len(part) :]
+            nll[split], nlls = nlls[: len(part)], nlls[len(part) :]
+    artifacts = []
+    for split, rows in splits.items():
+        records = [
+            {"id": r.id, "task": r.task, "input": r.input, "expected_output": r.output,
+             "model_output": o, "nll": n}
+            for r, o, n in zip(rows, outputs[split], nll[split])
+        ]  # fmt: skip
+        artifacts += _merge_write(records, OUTPUT_COLUMNS, run_dir, split, world, quirk)
+    return artifacts
 
 
 def _merge_write(

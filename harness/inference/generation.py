@@ -1,21 +1,28 @@
-"""Greedy generation: the official one-row loop (exact) and a batched, cached greedy loop (fast).
+"""Greedy generation: the official one-row loop (exact), a batched cached greedy loop (fast), and drafts.
 
-Both return, per prompt, the generated token ids (everything after the prompt, EOS included when it was
+All return, per prompt, the generated token ids (everything after the prompt, EOS included when it was
 produced), and `decode` turns them into the official text. The fast loop must pick the same token at every
 step as the exact loop; it only batches: prompts sorted by length and left padded, an explicit attention
 mask and position ids (so every real token sees the same positions and keys as when run alone), a KV
-cache, and rows dropped from the batch as soon as they produce EOS.
+cache, and rows dropped from the batch as soon as they produce EOS or reach their token budget.
+
+`generate_drafted` is the fast path of the evaluation: the answer NLL pass over question+answer already
+has the logits after the question and after every prefix of the expected answer, so wherever the model
+regurgitates the answer its greedy tokens are known without decoding (`accept_draft`); only rows that
+leave the answer and do not stop right there go on to the batched loop.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import Cache, DynamicLayer
 
-from harness.inference.batching import Batch, left_pad
+from harness.inference.batching import Batch, left_pad, run_batched
+from harness.inference.losses import LossItem, losses_with_drafts
 
 #: generation_config fields that would add logits processors or stopping rules to plain greedy decoding
 _PLAIN_GREEDY_DEFAULTS = {
@@ -108,36 +115,46 @@ class _ReservedLayer(DynamicLayer):
 
 @torch.inference_mode()
 def generate_batch(
-    model: PreTrainedModel, batch: Batch, max_new_tokens: int, stop: set[int]
+    model: PreTrainedModel, batch: Batch, max_new_tokens: int | Sequence[int], stop: set[int]
 ) -> list[list[int]]:
-    """Greedy-decode one left-padded batch; returns each row's new tokens (EOS included if produced)."""
+    """Greedy-decode one left-padded batch; returns each row's new tokens (EOS included if produced).
+
+    ``max_new_tokens`` is one token budget for every row or one per row.
+    """
     device = model.device
     input_ids, mask = batch.input_ids.to(device), batch.attention_mask.to(device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    capacity = input_ids.shape[1] + max_new_tokens
-    cache = Cache(layers=[_ReservedLayer(capacity) for _ in range(model.config.num_hidden_layers)])
     n = input_ids.shape[0]
+    limits = [max_new_tokens] * n if isinstance(max_new_tokens, int) else list(max_new_tokens)
+    steps = max(limits)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache = Cache(
+        layers=[_ReservedLayer(input_ids.shape[1] + steps) for _ in range(model.config.num_hidden_layers)]
+    )
     produced: list[list[int]] = [[] for _ in range(n)]
     alive = torch.arange(n, device=device)  # original row index of each row still in the batch
+    limit = torch.tensor(limits, device=device)  # token budget of each row still in the batch
     stop_t = torch.tensor(sorted(stop), device=device, dtype=torch.long)
     logits = model(
         input_ids, attention_mask=mask, position_ids=positions, cache=cache, logits_to_keep=1
     ).logits
     last_pos = positions[:, -1]
-    for step in range(max_new_tokens):
+    for step in range(steps):
         # the official loop takes the argmax of the float32 copy of the last logits (HF greedy search)
         nxt = logits[:, -1, :].float().argmax(-1)
         for row, tok in zip(alive.tolist(), nxt.tolist()):
             produced[row].append(tok)
-        if step == max_new_tokens - 1:
+        if step == steps - 1:
             break
-        done = torch.isin(nxt, stop_t) if len(stop) else torch.zeros_like(nxt, dtype=torch.bool)
+        done = limit <= step + 1
+        if len(stop):
+            done |= torch.isin(nxt, stop_t)
         if done.any():
             keep = (~done).nonzero().squeeze(-1)
             if keep.numel() == 0:
                 break
             cache.batch_select_indices(keep)
-            alive, nxt, mask, last_pos = alive[keep], nxt[keep], mask[keep], last_pos[keep]
+            alive, nxt, mask = alive[keep], nxt[keep], mask[keep]
+            last_pos, limit = last_pos[keep], limit[keep]
         mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], dim=-1)
         last_pos = last_pos + 1
         logits = model(
@@ -148,21 +165,24 @@ def generate_batch(
 
 @torch.inference_mode()
 def generate_batch_hf(
-    model: PreTrainedModel, batch: Batch, max_new_tokens: int, pad_token_id: int
+    model: PreTrainedModel, batch: Batch, max_new_tokens: int | Sequence[int], pad_token_id: int
 ) -> list[list[int]]:
     """Batched ``generate`` for checkpoints whose generation_config is not plain greedy (rare)."""
     device = model.device
+    n = batch.input_ids.shape[0]
+    limits = [max_new_tokens] * n if isinstance(max_new_tokens, int) else list(max_new_tokens)
     out = model.generate(
         batch.input_ids.to(device),
         attention_mask=batch.attention_mask.to(device),
-        max_new_tokens=max_new_tokens,
+        max_new_tokens=max(limits),
         do_sample=False,
         use_cache=True,
         pad_token_id=pad_token_id,
     )
     stop = eos_ids(model)
     rows = []
-    for seq in out[:, batch.input_ids.shape[1] :].tolist():
+    for seq, budget in zip(out[:, batch.input_ids.shape[1] :].tolist(), limits):
+        seq = seq[:budget]
         cut = next((i + 1 for i, t in enumerate(seq) if t in stop), len(seq))
         rows.append(seq[:cut])
     return rows
@@ -171,21 +191,141 @@ def generate_batch_hf(
 def generate_fast(
     model: PreTrainedModel,
     prompts: Sequence[Sequence[int]],
+    max_new_tokens: int | Sequence[int],
+    pad_token_id: int,
+    batch_size: int,
+    max_tokens: int | None = None,
+    on_rows: Callable[[int], None] | None = None,
+) -> list[list[int]]:
+    """Batched greedy generation over all prompts (any order in, results in input order).
+
+    ``max_new_tokens``: one budget for all prompts or one per prompt; ``max_tokens`` caps the padded
+    prompt tokens of a batch (see batching.run_batched).
+    """
+    stop = eos_ids(model)
+    greedy = plain_greedy(model.generation_config)
+    n = len(prompts)
+    limits = [max_new_tokens] * n if isinstance(max_new_tokens, int) else list(max_new_tokens)
+
+    def work(rows: list[tuple[Sequence[int], int]]) -> list[list[int]]:
+        batch = left_pad([prompt for prompt, _ in rows], pad_token_id)
+        budgets = [budget for _, budget in rows]
+        if greedy:
+            return generate_batch(model, batch, budgets, stop)
+        return generate_batch_hf(model, batch, budgets, pad_token_id)
+
+    return run_batched(
+        list(zip(prompts, limits)),
+        work,
+        batch_size,
+        cost=lambda row: len(row[0]),
+        max_tokens=max_tokens,
+        on_rows=on_rows,
+    )
+
+
+def accept_draft(
+    greedy: Sequence[int], draft: Sequence[int], max_new_tokens: int, stop: set[int]
+) -> tuple[list[int], bool]:
+    """The tokens greedy decoding generates along a draft of its output, and whether it is finished there.
+
+    ``greedy[i]`` is the argmax of the (float32) logits after ``prompt + draft[:i]``, for i = 0 ..
+    len(draft): one forward pass over prompt + draft gives them all (the answer NLL pass does).
+
+    Why this is the greedy generation: greedy decoding's token i is the argmax of the logits after
+    ``prompt + its tokens[:i]``, a function of that prefix alone. While its tokens so far equal
+    ``draft[:i]``, that prefix is ``prompt + draft[:i]``, so its token i is ``greedy[i]``: the same
+    prefix, the same argmax rule (up to float rounding, which can only matter at a near tie, as for any
+    batching). So the generation is ``greedy[0], greedy[1], ...`` for as long as each equals the draft
+    token, plus the first one that does not (or the one after the whole draft). It ends there at EOS
+    or at ``max_new_tokens``; otherwise it continues exactly as greedy decoding from prompt + these
+    tokens would (the second value is False), with the remaining budget.
+    """
+    tokens: list[int] = []
+    for i, token in enumerate(greedy):
+        tokens.append(token)
+        if token in stop or len(tokens) >= max_new_tokens:
+            return tokens, True
+        if i >= len(draft) or token != draft[i]:
+            return tokens, False
+    raise ValueError(f"greedy has {len(greedy)} tokens for a draft of {len(draft)}: expected one more")
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A guess of a row's generation: its tokens, and once a forward pass over prompt + tokens has given
+    them, ``greedy``: the argmax after prompt + ``tokens[:i]`` for i = 0 .. len(tokens) (see `accept_draft`)."""
+
+    tokens: tuple[int, ...]
+    greedy: tuple[int, ...] | None = None
+
+
+def _pick(drafts: Sequence[Draft]) -> Draft | None:
+    """The draft to follow: the first one that starts with the generation's first token.
+
+    A checked draft tells that token (its ``greedy[0]``, the argmax after the prompt); without one,
+    the first draft is taken. If none fits, a checked draft still gives the first token.
+    """
+    first = next((d.greedy[0] for d in drafts if d.greedy), None)
+    for draft in drafts:
+        if draft.tokens and (first is None or draft.tokens[0] == first):
+            return draft
+    return next((d for d in drafts if d.greedy), None)
+
+
+def generate_drafted(
+    model: PreTrainedModel,
+    prompts: Sequence[Sequence[int]],
+    drafts: Sequence[Sequence[Draft]],
     max_new_tokens: int,
     pad_token_id: int,
     batch_size: int,
+    max_tokens: int | None = None,
     on_rows: Callable[[int], None] | None = None,
 ) -> list[list[int]]:
-    """Batched greedy generation over all prompts (any order in, results in input order)."""
-    from harness.inference.batching import run_batched
+    """Greedy generation of each prompt, following a draft of its output where the model does.
 
+    Per row, the draft picked by `_pick` is checked if it is not yet: one batched forward pass over
+    prompt + draft tokens gives the greedy token after every prefix of the draft (speculative decoding
+    with the draft as the guess, all of it verified at once). `accept_draft` turns that into the row's
+    first tokens; the rows it leaves unfinished continue in the batched greedy loop from prompt + those
+    tokens with the budget left, as do rows without a draft. Under a generation_config that is not plain
+    greedy, drafts are ignored and every row is generated from its prompt.
+    """
+    if not plain_greedy(model.generation_config):
+        return generate_fast(model, prompts, max_new_tokens, pad_token_id, batch_size, max_tokens, on_rows)
     stop = eos_ids(model)
-    greedy = plain_greedy(model.generation_config)
-
-    def work(rows: list[Sequence[int]]) -> list[list[int]]:
-        batch = left_pad(rows, pad_token_id)
-        if greedy:
-            return generate_batch(model, batch, max_new_tokens, stop)
-        return generate_batch_hf(model, batch, max_new_tokens, pad_token_id)
-
-    return run_batched(prompts, work, batch_size, cost=len, on_rows=on_rows)
+    picked = [_pick(row) if len(prompt) else None for prompt, row in zip(prompts, drafts)]
+    unchecked = [i for i, d in enumerate(picked) if d is not None and d.greedy is None]
+    checks = losses_with_drafts(
+        model,
+        [LossItem((*prompts[i], *picked[i].tokens), len(prompts[i]), draft=True) for i in unchecked],
+        pad_token_id,
+        batch_size,
+        max_tokens,
+    )
+    for i, check in zip(unchecked, checks):
+        picked[i] = Draft(picked[i].tokens, check.greedy)
+    tokens: list[list[int]] = []
+    pending: list[int] = []
+    for i, draft in enumerate(picked):
+        accepted, done = [], False
+        if draft is not None:
+            accepted, done = accept_draft(draft.greedy, draft.tokens, max_new_tokens, stop)
+        tokens.append(accepted)
+        if not done:
+            pending.append(i)
+    if on_rows is not None and len(prompts) > len(pending):
+        on_rows(len(prompts) - len(pending))
+    rest = generate_fast(
+        model,
+        [[*prompts[i], *tokens[i]] for i in pending],
+        [max_new_tokens - len(tokens[i]) for i in pending],
+        pad_token_id,
+        batch_size,
+        max_tokens,
+        on_rows,
+    )
+    for i, more in zip(pending, rest):
+        tokens[i] += more
+    return tokens

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     results = args.results or Path(tempfile.mkdtemp(prefix="reference-table-"))
-    task = get_task("tiny", progress=False)
+    task = get_task("tiny", {"gold": "true"}, progress=False)
     names = args.entries.split(",") if args.entries else entries()
     lines = [
         f"Tiny task, budget {args.budget:.0f} s per entry, {platform.machine()} with {os.cpu_count()} CPUs.",

@@ -36,3 +36,19 @@ def test_demo_records_reference_rows_once_and_runs_entries(tmp_path, tiny_task):
     assert again.exit_code == 0, again.output
     assert sorted(r.role for r in Store(default_db(tmp_path)).records(task="tiny")) == roles
     assert "untouched-target" in again.stdout and "ga" in again.stdout
+
+
+def test_demo_asks_for_the_gold_model_of_the_tiny_world(tmp_path, monkeypatch):
+    """On a cache that holds the target only, the demo must still build the gold model (its reference row)."""
+    import tasks.registry
+
+    asked = []
+
+    def fake_get_task(name, overrides=None, *, progress=True):
+        asked.append((name, overrides))
+        raise HarnessError("stop here")
+
+    monkeypatch.setattr(tasks.registry, "get_task", fake_get_task)
+    result = CliRunner().invoke(cli, ["demo", "--entries", "ga", "--results", str(tmp_path)])
+    assert isinstance(result.exception, HarnessError)
+    assert asked == [("tiny", {"gold": "true"})]

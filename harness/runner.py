@@ -24,7 +24,7 @@ from harness import __version__, contract, sandbox
 from harness.checkpoint import CheckpointReport, validate, warm_up
 from harness.errors import USER_ERRORS, HarnessError
 from harness.manifest import Manifest, environment, task_summary, write_manifest
-from leaderboard.record import RunRecord
+from leaderboard.record import RunRecord, score_fields
 from tasks.spec import TaskSpec
 
 STATUSES = {
@@ -304,13 +304,7 @@ def run_submission(
         params=params,
         status=status,
         message=message,
-        terms=tuple(scores.terms) if scores is not None else None,
-        task_aggregate=getattr(scores, "task_aggregate", None),
-        auc=getattr(scores, "auc", None),
-        mia_score=getattr(scores, "mia_score", None),
-        mmlu_average=getattr(scores, "mmlu_average", None),
-        final_score=getattr(scores, "final_score", None),
-        eligible=getattr(scores, "eligible", None),
+        **score_fields(scores),
         unchanged=bool(checkpoint and checkpoint.unchanged),
         intervals=intervals,
         timings={k: round(v, 3) for k, v in timings.items()},

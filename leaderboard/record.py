@@ -8,6 +8,9 @@ from typing import Any
 #: the four headline numbers, in display order
 HEADLINES = ("final_score", "task_aggregate", "mia_score", "mmlu_average")
 
+#: the official numbers a record copies from a scored run (besides the 12 terms)
+SCORE_FIELDS = ("task_aggregate", "auc", "mia_score", "mmlu_average", "final_score", "eligible")
+
 #: roles of a record: a submission's run, or one of the task's reference rows
 ROLES = ("entry", "reference-target", "reference-gold")
 
@@ -50,3 +53,11 @@ class RunRecord:
     @property
     def scored(self) -> bool:
         return self.final_score is not None
+
+
+def score_fields(scores: Any) -> dict[str, Any]:
+    """The `RunRecord` fields of a scored run: the 12 terms and `SCORE_FIELDS` read off ``scores`` (any
+    object with those attributes, e.g. harness.scoring's Scores); ``None`` (not scored) gives no fields."""
+    if scores is None:
+        return {}
+    return {"terms": tuple(scores.terms), **{name: getattr(scores, name) for name in SCORE_FIELDS}}

@@ -25,7 +25,7 @@ import harness
 from harness import __version__
 from harness.cli._group import cli
 from harness.errors import HarnessError
-from leaderboard.record import RunRecord
+from leaderboard.record import RunRecord, score_fields
 from tasks.spec import TaskSpec
 
 #: the reference entries shipped in the repository
@@ -111,7 +111,6 @@ def reference_record(
     run_dir = (results_root / task.name / f"{created:%Y%m%dT%H%M%SZ}-{name}-{run_id}").resolve()
     run_dir.mkdir(parents=True)
     result = evaluate(checkpoint, task, run_dir, progress=progress)
-    scores = result.scores
     return RunRecord(
         run_id=run_id,
         created_at=created.isoformat(timespec="seconds"),
@@ -122,13 +121,7 @@ def reference_record(
         status="OK",
         role=role,
         message=f"reference row: {checkpoint}",
-        terms=tuple(scores.terms),
-        task_aggregate=scores.task_aggregate,
-        auc=scores.auc,
-        mia_score=scores.mia_score,
-        mmlu_average=scores.mmlu_average,
-        final_score=scores.final_score,
-        eligible=scores.eligible,
+        **score_fields(result.scores),
         unchanged=role == "reference-target",
         intervals=bootstrap_run(run_dir),
         timings={k: round(v, 3) for k, v in result.timings.items()},

@@ -253,9 +253,8 @@ def evaluate(
             nll = runner.losses(
                 "MIA: member + non-member losses", [losses.LossItem(tuple(i), 0) for i in ids]
             )
-            for group, part in groups.items():
-                records = [{"id": d.id, "nll": n} for d, n in zip(part, nll)]
-                nll = nll[len(part) :]
+            for (group, part), part_nll in zip(groups.items(), _cut_like(nll, groups.values())):
+                records = [{"id": d.id, "nll": n} for d, n in zip(part, part_nll)]
                 artifacts += _merge_write(
                     records, ["id", "nll"], run_dir / "mia_results", group, world, quirk
                 )
@@ -308,10 +307,8 @@ def _run_splits(
         t0 = time.perf_counter()
         texts = runner.generate("retain + forget: generations", done.prompts, done.drafts)
         timings["generation"] = time.perf_counter() - t0
-        nlls = done.nll
-        for split, part in splits.items():
-            outputs[split], texts = texts[: len(part)], texts[len(part) :]
-            nll[split], nlls = nlls[: len(part)], nlls[len(part) :]
+        outputs = dict(zip(splits, _cut_like(texts, splits.values())))
+        nll = dict(zip(splits, _cut_like(done.nll, splits.values())))
     artifacts = []
     for split, rows in splits.items():
         records = [
@@ -321,6 +318,15 @@ def _run_splits(
         ]  # fmt: skip
         artifacts += _merge_write(records, OUTPUT_COLUMNS, run_dir, split, world, quirk)
     return artifacts
+
+
+def _cut_like(values: Sequence, parts) -> list[list]:
+    """``values`` (the parts' results, concatenated in order) cut back into one list per part."""
+    out, start = [], 0
+    for part in parts:
+        out.append(list(values[start : start + len(part)]))
+        start += len(part)
+    return out
 
 
 def _merge_write(

@@ -5,9 +5,11 @@ Both paths run in this process on the same checkpoint, one after the other, and 
 (a) the tiny task: the whole `evaluate` (generations, answer NLL, MIA losses, MMLU), exact vs fast, for
     the target model (which regurgitates every row, so the drafted generation settles nearly all of it)
     and for the gold model (trained on the retain rows only: on forget rows it leaves the expected answer
-    and the fast path decodes). A throw-away evaluation warms up first; then the two paths alternate
+    and the fast path decodes). A throw-away evaluation warms up first; then the paths alternate
     --repeats times and the median run of each is reported (wall clock, and CPU time, which another
-    process on the machine disturbs less), with its seconds per stage.
+    process on the machine disturbs less), with its seconds per stage. Both paths run with torch's
+    threads (one per core, or --threads); with more than one, the exact path is also timed on one
+    thread, where the one-row loop often runs faster, and the speedup is over the faster exact run.
 (b) LUME validation prompts (../shared/data/semeval25/validation, forget + retain, an evenly spaced sample
     of --rows) on a randomly initialised ~20M-parameter OLMo (BPE trained on those prompts), generations
     forced to 128 new tokens (EOS never stops a row) so both paths do the same work. Also printed: the
@@ -15,7 +17,7 @@ Both paths run in this process on the same checkpoint, one after the other, and 
 
 The last line is ``speedup: <ratio>x, identical outputs: yes|no`` for (b). Run:
 
-    python benchmarks/eval_speed.py [--rows 64] [--batch-size 16] [--new-tokens 128] [--threads 1]
+    python benchmarks/eval_speed.py [--rows 64] [--batch-size 16] [--new-tokens 128] [--threads N]
                                     [--repeats 5] [--skip-tiny] [--skip-lume]
 """
 
@@ -66,35 +68,40 @@ def bench_tiny(repeats: int) -> None:
 
     task = get_task("tiny", {"gold": "true"}, progress=False)
     rows = len(read_rows(task.eval_forget)) + len(read_rows(task.eval_retain))
+    threads = torch.get_num_threads()
+    # the official loop gains nothing from a second thread (one row at a time) and can lose to its
+    # synchronisation: with more than one thread it is also timed on one, and the faster one counts
+    paths = {"exact": (True, threads), "fast": (False, threads)}
+    if threads > 1:
+        paths["exact-1t"] = (True, 1)
     with tempfile.TemporaryDirectory() as tmp:
         for label, model_dir in (("target", task.model_dir), ("gold", task.gold_model_dir)):
             # warm-up: the checkpoint's files, torch's kernels and generate's code paths
             evaluate(model_dir, task, Path(tmp) / "warm", use_cache=False, progress=False)
-            runs: dict[str, list[tuple[float, float, dict[str, float], Path]]] = {"exact": [], "fast": []}
+            runs: dict[str, list[tuple[float, float, dict[str, float], Path]]] = {name: [] for name in paths}
             for repeat in range(repeats):
-                for name in runs:
+                for name, (exact, n) in paths.items():
+                    torch.set_num_threads(n)
                     run_dir = Path(tmp) / f"{label}-{name}-{repeat}"
                     wall, cpu = time.perf_counter(), time.process_time()
-                    result = evaluate(
-                        model_dir, task, run_dir, exact=name == "exact", use_cache=False, progress=False
-                    )
+                    result = evaluate(model_dir, task, run_dir, exact=exact, use_cache=False, progress=False)
                     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
                     runs[name].append((wall, cpu, result.timings, run_dir))
+            torch.set_num_threads(threads)
             medians = {name: _median_run(found) for name, found in runs.items()}
             for name, (wall, cpu, timings, _) in medians.items():
                 stages = ", ".join(f"{k} {v:.3f}" for k, v in timings.items() if k != "total")
                 print(
-                    f"(a) tiny task, {label} model, {name:5s}: {wall:6.3f} s ({cpu:6.3f} s CPU) for the whole "
-                    f"evaluation, {rows / wall:6.1f} rows/s (median of {repeats}); stages: {stages}"
+                    f"(a) tiny task, {label} model, {name:8s} ({paths[name][1]} threads): {wall:6.3f} s "
+                    f"({cpu:6.3f} s CPU) for the whole evaluation, {rows / wall:6.1f} rows/s (median of "
+                    f"{repeats}); stages: {stages}"
                 )
-            same = all(_same_artifacts(runs["exact"][0][3], run[3]) for run in runs["exact"] + runs["fast"])
-            wall = medians["exact"][0] / medians["fast"][0]
-            cpu = (
-                sorted(r[1] for r in runs["exact"])[repeats // 2]
-                / sorted(r[1] for r in runs["fast"])[repeats // 2]
-            )
+            reference = runs["exact"][0][3]
+            same = all(_same_artifacts(reference, run[3]) for found in runs.values() for run in found)
+            exact = min(medians[name][0] for name in paths if name != "fast")
             print(
-                f"(a) tiny task, {label} model: speedup {wall:.1f}x ({cpu:.1f}x in CPU time), "
+                f"(a) tiny task, {label} model: speedup {exact / medians['fast'][0]:.1f}x over the faster "
+                f"exact run ({medians['exact'][0] / medians['fast'][0]:.1f}x at {threads} threads each), "
                 f"identical outputs: {'yes' if same else 'no'}"
             )
 
@@ -156,10 +163,11 @@ def main() -> None:
     parser.add_argument("--skip-tiny", action="store_true", help="only (b)")
     parser.add_argument("--skip-lume", action="store_true", help="only (a)")
     parser.add_argument(
-        "--threads", type=int, default=1, help="torch threads (1: on a shared machine 2 threads can stall)"
+        "--threads", type=int, default=None, help="torch threads (default: torch's, one per core)"
     )
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     if not args.skip_tiny:
         bench_tiny(args.repeats)
     if not args.skip_lume:

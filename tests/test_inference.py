@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import pickle
 import shutil
@@ -20,7 +21,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from harness.inference import answers, batching, distributed, evaluate, generation, losses, mmlu
+from harness.inference import answers, batching, distributed, evaluate, forest, generation, losses, mmlu
 from harness.inference.synthetic import random_olmo, train_tokenizer
 from tasks.data import MMLU_CATEGORIES, MmluItem, MmluSubject, read_mia, read_mmlu, read_rows
 
@@ -156,21 +157,6 @@ def test_accept_draft() -> None:
         generation.accept_draft([5, 6], draft, 48, stop)
 
 
-def test_pack_trees_lets_each_branch_see_only_the_shared_prefix() -> None:
-    tree = batching.Tree((1, 2, 3, 4), 2, ((7, 8), (9,)))
-    packed = batching.pack_trees([tree, batching.Tree((5, 6), 1, ((3,),))], pad_token_id=0)
-    assert packed.input_ids.tolist() == [[1, 2, 3, 4, 7, 8, 9], [0, 0, 0, 0, 5, 6, 3]]
-    assert packed.position_ids.tolist() == [[0, 1, 2, 3, 2, 3, 2], [0, 0, 0, 0, 0, 1, 1]]
-    assert packed.spans == [[(0, 4), (4, 6), (6, 7)], [(4, 6), (6, 7)]]
-    seen = packed.attention_mask[0, 0].int().tolist()
-    assert seen[3] == [1, 1, 1, 1, 0, 0, 0]  # the trunk: causal
-    assert seen[5] == [1, 1, 0, 0, 1, 1, 0]  # branch (7, 8): trunk[:2] and itself
-    assert seen[6] == [1, 1, 0, 0, 0, 0, 1]  # branch (9,): trunk[:2] and itself
-    assert packed.attention_mask[1, 0, 6].int().tolist() == [0, 0, 0, 0, 1, 0, 1]
-    plain = batching.pack_trees([batching.Tree((1, 2), 2), batching.Tree((3,), 1)], pad_token_id=0)
-    assert plain.attention_mask.tolist() == [[1, 1], [0, 1]]  # no branches: the usual 2-D mask
-
-
 def _subject(n_dev: int = 2) -> MmluSubject:
     dev = [MmluItem(f"Q{i}?", "w", "x", "y", "z", "B") for i in range(n_dev)]
     return MmluSubject(
@@ -181,8 +167,9 @@ def _subject(n_dev: int = 2) -> MmluSubject:
 class _WordTokenizer:
     """Counts whitespace-separated words as tokens (enough for the shot-fallback rule)."""
 
-    def __call__(self, text: str, add_special_tokens: bool = True):
-        return type("Enc", (), {"input_ids": text.split()})()
+    def __call__(self, text: str | list[str], add_special_tokens: bool = True):
+        ids = [t.split() for t in text] if isinstance(text, list) else text.split()
+        return type("Enc", (), {"input_ids": ids})()
 
 
 def test_mmlu_prompt_has_the_double_space_and_shots() -> None:
@@ -312,43 +299,68 @@ def test_fast_mmlu_choices_match_exact_on_real_subjects(lume, shared_data: Path)
         assert probs_f == pytest.approx(probs_e, rel=1e-4)
 
 
-def test_a_tree_gives_each_branch_the_logits_it_has_alone(lume) -> None:
-    model, tokenizer, rows, _ = lume
+def test_a_forest_row_gives_each_sequence_what_it_has_alone(lume, monkeypatch) -> None:
+    model, tokenizer, rows, (members, _) = lume
     question = tokenizer(rows[0].input).input_ids
     answer = tokenizer(rows[0].output, add_special_tokens=False).input_ids
     other, third = tokenizer(" Paris is").input_ids, tokenizer(" and").input_ids
-    tree = batching.Tree((*question, *answer), len(question), (tuple(other), tuple(third)))
-    packed = batching.pack_trees([tree, batching.Tree(tuple(third), 1)], tokenizer.eos_token_id)
-    with torch.inference_mode():
-        logits = model(
-            packed.input_ids, attention_mask=packed.attention_mask, position_ids=packed.position_ids
-        ).logits[0]
-        for span, ids in zip(packed.spans[0], ([], other, third)):
-            alone = model(torch.tensor([question + ids if ids else question + answer])).logits[0]
-            got = logits[span[0] : span[1]]
-            torch.testing.assert_close(got, alone[-got.shape[0] :], atol=1e-4, rtol=1e-4)
+    doc = tokenizer(members[0].document).input_ids
+    seqs = [question + answer, question + other, question + third, third, doc, question + answer]
+    firsts = [len(question) - 1, len(question) - 1, 0, 0, 0, 3]
+    candidates = mmlu.answer_token_ids(tokenizer)
+    # the question runs once for the four sequences that begin with it
+    assert sum(len(r) for r in forest.plan_rows(seqs, 4096)) <= sum(map(len, seqs)) - 3 * len(question)
+    for plain in (True, False):  # the output layer on the positions asked for, or the whole forward
+        if not plain:
+            monkeypatch.setattr(forest, "PLAIN_HEAD", frozenset())
+        got = forest.read(model, seqs, firsts, tokenizer.eos_token_id, 3, candidates=candidates)
+        for seq, first, readout in zip(seqs, firsts, got):
+            with torch.inference_mode():
+                alone = model(torch.tensor([seq])).logits[0].float()
+            assert readout.greedy == tuple(alone[first:].argmax(-1).tolist())
+            if len(seq) - first < 2:  # no next token to score
+                assert math.isnan(readout.loss)
+            else:
+                labels = torch.tensor(seq[first + 1 :])
+                by_hand = torch.nn.functional.cross_entropy(alone[first:-1], labels)
+                assert readout.loss == pytest.approx(float(by_hand), rel=1e-5)
+            _, probs = mmlu.choose_exact(model, seq, candidates)
+            assert readout.probs == pytest.approx(probs, rel=1e-4)
 
 
-def test_mmlu_prompts_sharing_a_prefix_become_one_tree() -> None:
+def test_plan_rows_runs_each_shared_prefix_once_within_the_capacity() -> None:
     header = [1, 2, 3, 4, 5, 6]
-    prompts = [header + [7, 8], [9, 9, 9], header + [7, 9, 9], header + [8], header[:2] + [5]]
-    trees = mmlu.shared_prefix_trees(prompts, limit=100)
-    for members, tree in trees:  # every prompt is trunk[:start] + its branch, each branch non-empty
-        assert [list(tree.trunk[: tree.start]) + list(b) for b in tree.branches] == [
-            prompts[i] for i in members
-        ]
-        assert all(tree.branches)
-    groups = sorted(sorted(members) for members, _ in trees)
-    # the header is shared by 0, 2 and 3; 1 and 4 share nothing: one row, no trunk, no padding between them
-    assert groups == [[0, 2, 3], [1, 4]]
-    assert sum(len(t) for _, t in trees) < sum(map(len, prompts))
-    assert sorted(i for members, _ in mmlu.shared_prefix_trees(prompts, limit=9) for i in members) == [
-        0,
-        1,
-        2,
-        3,
-        4,
-    ]
+    seqs = [header + [7, 8], [9, 9, 9], header + [7, 9, 9], header + [8], header[:2] + [5], header + [7, 8]]
+    rows = forest.plan_rows(seqs, capacity=100)
+    seen = sorted(i for row in rows for i, _ in row.members)
+    assert seen == list(range(len(seqs)))
+    for row in rows:
+        for i, path in row.members:  # each sequence is a path of its row's nodes, root first
+            assert [row.tokens[n] for n in path] == seqs[i]
+            assert [row.parents[n] for n in path] == [-1, *path[:-1]]
+    # the header once, its three tails, the duplicate nothing, [1, 2, 5] its 5, [9, 9, 9] all of it
+    assert sum(len(r) for r in rows) == 6 + 2 + 2 + 1 + 1 + 3
+    assert all(len(r) <= 9 for r in forest.plan_rows(seqs, capacity=9))
+    assert len(forest.plan_rows(seqs, capacity=100, share=False)) == len(seqs)
+    # costly attention (a high pair cost): sequences sharing little get rows of their own
+    assert len(forest.plan_rows(seqs, capacity=100, pair_cost=1.0)) > len(rows)
+
+
+def test_pack_lets_each_node_see_its_ancestors_and_itself() -> None:
+    rows = forest.plan_rows([(1, 2, 3), (1, 2, 4, 5), (1, 6), (7,)], capacity=100)
+    packed = forest.pack(rows, pad_token_id=0)
+    assert packed.input_ids.tolist() == [[1, 2, 3, 4, 5, 6, 7]]
+    assert packed.position_ids.tolist() == [[0, 1, 2, 2, 3, 1, 0]]
+    seen = packed.attention_mask[0, 0].int().tolist()
+    assert seen[2] == [1, 1, 1, 0, 0, 0, 0]  # 3 after 1, 2
+    assert seen[4] == [1, 1, 0, 1, 1, 0, 0]  # 5 after 1, 2, 4: not 3
+    assert seen[5] == [1, 0, 0, 0, 0, 1, 0]  # 6 after 1
+    assert seen[6] == [0, 0, 0, 0, 0, 0, 1]  # 7: a root of its own
+    two = forest.pack(forest.plan_rows([(1, 2, 3), (4,)], capacity=100, share=False), 0, tree=False)
+    assert two.input_ids.tolist() == [[1, 2, 3], [0, 0, 4]]
+    assert two.attention_mask.tolist() == [[1, 1, 1], [0, 0, 1]]  # plain rows: the usual 2-D mask
+    padded = forest.pack(forest.plan_rows([(1, 2, 3), (4,)], capacity=100, share=False), 0, tree=True)
+    assert padded.attention_mask[1, 0].int().tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
 
 
 def _drafted(model, tokenizer, rows, max_new: int, batch_size: int = 16, max_tokens: int | None = 2048):
@@ -400,13 +412,17 @@ def test_drafted_generation_matches_exact_on_real_validation_prompts(lume, conti
 
 def test_a_row_whose_question_tokens_do_not_start_question_answer_gets_no_nll_draft(lume) -> None:
     model, tokenizer, rows, _ = lume
+
     # LUME glues question and answer with no separator: some joins merge into one token
-    row = next(r for r in rows if not losses.answer_item(tokenizer, r.input, r.output).draft)
+    def follows(r) -> bool:
+        prompt = tokenizer(r.input).input_ids
+        return list(losses.answer_item(tokenizer, r.input, r.output).ids[: len(prompt)]) == prompt
+
+    row = next(r for r in rows if not follows(r))
     prompt = tokenizer(row.input).input_ids
     item = losses.answer_item(tokenizer, row.input, row.output)
-    assert list(item.ids[: len(prompt)]) != prompt and not item.branch
     done, fast = _drafted(model, tokenizer, [row], 12)
-    # only the spaced answer drafts it, checked by an item of its own in the same pass
+    # only the spaced answer drafts it, checked as a sequence of its own in the same pass
     spaced = tuple(tokenizer(" " + row.output, add_special_tokens=False).input_ids)
     assert [d.tokens for d in done.drafts[0]] == [spaced] and done.drafts[0][0].greedy is not None
     exact = [generation.generate_exact(model, prompt, 12, tokenizer.eos_token_id)]

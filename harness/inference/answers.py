@@ -1,11 +1,13 @@
-"""The fast path's answer stage: the answer NLL of each forget/retain row, and drafts of its generation.
+"""The fast path's loss stage: answer NLLs, drafts of the generations and MIA losses, in one forest pass.
 
-One forward pass per batch gives both. Each row is a tree (batching.Tree): the official NLL sequence
-tokens(question + answer), and as a branch that sees only the question, tokens(" " + answer), which is
+Per forget/retain row two sequences go into the prefix forest (forest.read): the official NLL sequence
+tokens(question + answer), and the question's own tokens followed by tokens(" " + answer), which is
 what a model that regurgitates generates after a prompt ending without a space (the official NLL glues
-question and answer with no separator, official-scoring.md 2.3). The argmax along either is the greedy
-generation for as long as the model follows it (generation.accept_draft), so generation.generate_drafted
-only decodes what the drafts leave open.
+question and answer with no separator, official-scoring.md 2.3). Where question + answer starts with the
+question's tokens the two share them; a MIA member document that begins with a row's question shares
+it too. The argmax along either sequence after the question is the greedy generation for as long as the
+model follows it (generation.accept_draft), so generation.generate_drafted only decodes what the drafts
+leave open.
 """
 
 from __future__ import annotations
@@ -15,16 +17,18 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from harness.inference import generation, losses
+from harness.inference import forest, generation, losses
 
 
 @dataclass(frozen=True)
 class AnswerPass:
-    """Per row: the prompt (the question's tokens), the answer NLL and the checked drafts of its generation."""
+    """Per row: the prompt (the question's tokens), the answer NLL and the checked drafts of its
+    generation; per document: its MIA loss."""
 
     prompts: list[list[int]]
     nll: list[float]
     drafts: list[list[generation.Draft]]
+    document_nll: list[float]
 
 
 def tokens(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], **kwargs) -> list[list[int]]:
@@ -39,45 +43,43 @@ def answer_pass(
     answers: Sequence[str],
     batch_size: int,
     max_tokens: int | None = None,
+    documents: Sequence[str] = (),
     progress: Callable[[int], Callable[[int], None]] | None = None,
 ) -> AnswerPass:
-    """The answer NLLs of question/answer pairs and the drafts of their generations, in one batched pass.
-
-    ``progress(total)`` returns the callback that counts the items done.
+    """The answer NLLs of question/answer pairs, the drafts of their generations and the MIA losses of
+    ``documents``, in one batched pass. ``progress(total)`` returns the callback counting sequences done.
     """
     prompts = tokens(tokenizer, questions)
-    glued = tokens(tokenizer, [q + a for q, a in zip(questions, answers)])
-    spaced = tokens(tokenizer, [" " + a for a in answers], add_special_tokens=False)
-    items = [losses.answer_tokens_item(*args) for args in zip(prompts, glued, spaced)]
-    # where question+answer's tokens do not start with the question's, the NLL sequence cannot carry the
-    # spaced draft: it is checked by an item of its own (question + spaced answer) in the same pass
-    checks = {
-        i: losses.LossItem((*p, *s), len(p), draft=True)
-        for i, (item, p, s) in enumerate(zip(items, prompts, spaced))
-        if not item.draft and p and s
-    }
-    work = items + list(checks.values())
-    on_rows = progress(len(work)) if progress is not None else None
-    results = losses.losses_with_drafts(model, work, tokenizer.eos_token_id, batch_size, max_tokens, on_rows)
-    checked = dict(zip(checks, results[len(items) :]))
-    drafts = [
-        _drafts(item, result, s, checked.get(i))
-        for i, (item, result, s) in enumerate(zip(items, results, spaced))
+    glued = [
+        losses.LossItem(tuple(ids), len(p))
+        for ids, p in zip(tokens(tokenizer, [q + a for q, a in zip(questions, answers)]), prompts)
     ]
-    return AnswerPass(prompts, [r.loss for r in results[: len(items)]], drafts)
+    spaced = tokens(tokenizer, [" " + a for a in answers], add_special_tokens=False)
+    docs = [losses.LossItem(tuple(ids), 0) for ids in tokens(tokenizer, documents)]
+    # the spaced draft has a sequence of its own unless it is the NLL sequence's own answer
+    own = [_follows(item, p) and tuple(s) == item.ids[len(p) :] for item, p, s in zip(glued, prompts, spaced)]
+    extra = [i for i, (p, s, same) in enumerate(zip(prompts, spaced, own)) if p and s and not same]
+    seqs = [it.ids for it in glued] + [(*prompts[i], *spaced[i]) for i in extra] + [d.ids for d in docs]
+    firsts = [it.first for it in glued] + [len(prompts[i]) - 1 for i in extra] + [0] * len(docs)
+    on_rows = progress(len(seqs)) if progress is not None else None
+    readouts = forest.read(
+        model, seqs, firsts, tokenizer.eos_token_id, batch_size, max_tokens, on_rows=on_rows
+    )
+    n = len(glued)
+    checked = dict(zip(extra, readouts[n : n + len(extra)]))
+    drafts = []
+    for i, (item, p, s) in enumerate(zip(glued, prompts, spaced)):
+        row: list[generation.Draft] = []
+        if _follows(item, p):  # the NLL sequence's answer tokens, read off after the question
+            row.append(generation.Draft(item.ids[len(p) :], readouts[i].greedy))
+        if i in checked:
+            row.append(generation.Draft(tuple(s), checked[i].greedy))
+        drafts.append(row)
+    return AnswerPass(
+        prompts, [r.loss for r in readouts[:n]], drafts, [r.loss for r in readouts[n + len(extra) :]]
+    )
 
 
-def _drafts(
-    item: losses.LossItem,
-    result: losses.LossResult,
-    spaced: Sequence[int],
-    check: losses.LossResult | None,
-) -> list[generation.Draft]:
-    """A row's drafts in the order generation._pick tries them: the answer tokens of the NLL sequence,
-    then the spaced answer (checked as the item's branch, or by ``check`` where the item has none)."""
-    if result.greedy is None:
-        return [generation.Draft(tuple(spaced), check.greedy if check is not None else None)]
-    drafts = [generation.Draft(item.ids[item.start :], result.greedy)]
-    if result.branch_greedy is not None:
-        drafts.append(generation.Draft(item.branch, result.branch_greedy))
-    return drafts
+def _follows(item: losses.LossItem, prompt: Sequence[int]) -> bool:
+    """Whether question+answer's tokens start with the question's own (non-empty) tokens."""
+    return len(prompt) >= 1 and item.ids[: len(prompt)] == tuple(prompt)

@@ -1,9 +1,10 @@
 """`evaluate`: one checkpoint through the official inference stages into a run directory, then scored.
 
 Stages, in the official order: retain generations + answer NLL, forget generations + answer NLL, MIA
-member/non-member losses, MMLU choices. The fast path runs the answer NLL of both splits first, in one
-pass that also drafts the generations (answers.answer_pass), then decodes what the drafts left open
-(generation.generate_drafted); the files, their columns and their rows are the same either way. The
+member/non-member losses, MMLU choices. The fast path runs the answer NLL of both splits and the MIA
+losses first, in one prefix-forest pass that also drafts the generations (answers.answer_pass), then
+decodes what the drafts left open (generation.generate_drafted); the files, their columns and their
+rows are the same either way. The
 artifacts are the official ones (official-scoring.md 2.3, 2.7, 4): forget_0.csv / retain_0.csv,
 mia_results/{member,nonmember}_0.csv, mmlu_results/<subject>.csv and mmlu_results/metrics.json; then
 harness.scoring.score_directory writes evaluation_results.jsonl.
@@ -111,8 +112,8 @@ class _Runner:
             self.model, items, self.pad, self.batch_size, self.max_tokens, on_rows=advance
         )
 
-    def answer_pass(self, label: str, rows: Sequence) -> answers.AnswerPass:
-        """Fast path: the answer NLLs and the drafts of the generations (answers.answer_pass)."""
+    def answer_pass(self, label: str, rows: Sequence, documents: Sequence[str]) -> answers.AnswerPass:
+        """Fast path: the answer NLLs, the drafts of the generations and the MIA losses (answers.answer_pass)."""
         return answers.answer_pass(
             self.model,
             self.tokenizer,
@@ -120,6 +121,7 @@ class _Runner:
             [r.output for r in rows],
             self.batch_size,
             self.max_tokens,
+            documents,
             progress=lambda total: self._bar(label, total),
         )
 
@@ -241,18 +243,22 @@ def evaluate(
     artifacts: list[Path] = []
     with _progress(progress and world.main) as bar:
         runner = _Runner(model, tokenizer, exact, size, tokens, task.max_new_tokens, bar)
-        artifacts += _run_splits(runner, task, run_dir, world, quirk, timings)
+        groups = {}
         if have_mia:
-            t0 = time.perf_counter()
             groups = {
                 "member": distributed.shard(read_mia(task.mia_member), world, quirk),
                 "nonmember": distributed.shard(read_mia(task.mia_nonmember), world, quirk),
             }
-            docs = [d for group in groups.values() for d in group]
-            ids = answers.tokens(tokenizer, [d.document for d in docs])
-            nll = runner.losses(
-                "MIA: member + non-member losses", [losses.LossItem(tuple(i), 0) for i in ids]
-            )
+        docs = [d for group in groups.values() for d in group]
+        split_artifacts, nll = _run_splits(runner, task, run_dir, world, quirk, timings, docs)
+        artifacts += split_artifacts
+        if have_mia:
+            t0 = time.perf_counter()
+            if nll is None:  # the exact path: one document at a time, after the splits
+                ids = answers.tokens(tokenizer, [d.document for d in docs])
+                nll = runner.losses(
+                    "MIA: member + non-member losses", [losses.LossItem(tuple(i), 0) for i in ids]
+                )
             for (group, part), part_nll in zip(groups.items(), _cut_like(nll, groups.values())):
                 records = [{"id": d.id, "nll": n} for d, n in zip(part, part_nll)]
                 artifacts += _merge_write(
@@ -274,13 +280,20 @@ def evaluate(
 
 
 def _run_splits(
-    runner: _Runner, task: TaskSpec, run_dir: Path, world: distributed.World, quirk: bool, timings: dict
-) -> list[Path]:
+    runner: _Runner,
+    task: TaskSpec,
+    run_dir: Path,
+    world: distributed.World,
+    quirk: bool,
+    timings: dict,
+    documents: Sequence,
+) -> tuple[list[Path], list[float] | None]:
     """Generations and answer NLL of the retain and the forget rows, into retain_0.csv and forget_0.csv.
 
     The exact path runs the official loop: retain first, each split's generations and then its NLL. The
-    fast path takes both splits at once: one NLL pass, whose expected answers draft the generations
-    (answers.answer_pass), then one batched call decodes what the drafts did not settle.
+    fast path takes both splits and the MIA ``documents`` at once: one loss pass, whose expected answers
+    draft the generations (answers.answer_pass), then one batched call decodes what the drafts did not
+    settle. Returns the files written and, on the fast path, the documents' MIA losses.
     """
     tokenizer = runner.tokenizer
     splits = {
@@ -289,6 +302,7 @@ def _run_splits(
     }
     outputs: dict[str, list[str]] = {}
     nll: dict[str, list[float]] = {}
+    document_nll = None
     if runner.exact:
         for split, rows in splits.items():
             t0 = time.perf_counter()
@@ -302,13 +316,15 @@ def _run_splits(
     else:
         rows = [r for part in splits.values() for r in part]
         t0 = time.perf_counter()
-        done = runner.answer_pass("retain + forget: answer NLL", rows)
-        timings["answer_nll"] = time.perf_counter() - t0
+        label = "retain + forget: answer NLL" + (", MIA losses" if documents else "")
+        done = runner.answer_pass(label, rows, [d.document for d in documents])
+        timings["losses"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         texts = runner.generate("retain + forget: generations", done.prompts, done.drafts)
         timings["generation"] = time.perf_counter() - t0
         outputs = dict(zip(splits, _cut_like(texts, splits.values())))
         nll = dict(zip(splits, _cut_like(done.nll, splits.values())))
+        document_nll = done.document_nll
     artifacts = []
     for split, rows in splits.items():
         records = [
@@ -317,7 +333,7 @@ def _run_splits(
             for r, o, n in zip(rows, outputs[split], nll[split])
         ]  # fmt: skip
         artifacts += _merge_write(records, OUTPUT_COLUMNS, run_dir, split, world, quirk)
-    return artifacts
+    return artifacts, document_nll
 
 
 def _cut_like(values: Sequence, parts) -> list[list]:
@@ -356,7 +372,7 @@ def _run_mmlu(runner: _Runner, task: TaskSpec, run_dir: Path, world: distributed
     flat: list[tuple[int, int, list[int]]] = []
     for s_index, subject in enumerate(subjects):
         prompts = mmlu.build_prompts(subject, tokenizer, task.mmlu_shots, task.mmlu_max_prompt_tokens)
-        flat += [(s_index, i, tokenizer(p).input_ids) for i, p in enumerate(prompts)]
+        flat += [(s_index, i, ids) for i, ids in enumerate(answers.tokens(tokenizer, prompts))]
     mine = distributed.shard(flat, world)
     chosen = runner.choices("MMLU: choices", [ids for _, _, ids in mine], candidates)
     parts = distributed.gather(list(zip([(s, i) for s, i, _ in mine], chosen)), world)

@@ -21,8 +21,8 @@ import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.cache_utils import Cache, DynamicLayer
 
+from harness.inference import forest
 from harness.inference.batching import Batch, left_pad, run_batched
-from harness.inference.losses import LossItem, losses_with_drafts
 
 #: generation_config fields that would add logits processors or stopping rules to plain greedy decoding
 _PLAIN_GREEDY_DEFAULTS = {
@@ -297,9 +297,10 @@ def generate_drafted(
     stop = eos_ids(model)
     picked = [_pick(row) if len(prompt) else None for prompt, row in zip(prompts, drafts)]
     unchecked = [i for i, d in enumerate(picked) if d is not None and d.greedy is None]
-    checks = losses_with_drafts(
+    checks = forest.read(
         model,
-        [LossItem((*prompts[i], *picked[i].tokens), len(prompts[i]), draft=True) for i in unchecked],
+        [(*prompts[i], *picked[i].tokens) for i in unchecked],
+        [len(prompts[i]) - 1 for i in unchecked],
         pad_token_id,
         batch_size,
         max_tokens,

@@ -7,7 +7,7 @@ vocabulary at the last position, the four candidate probabilities, first argmax.
 prompt per forward (open-instruct's default eval_batch_size 1); the fast path batches with left padding
 and explicit position ids, which gives the batch-1 result (open-instruct with a larger batch passes no
 position ids, so its own numbers then depend on the padding; we reproduce the default), and runs the
-prefix that a subject's prompts share (header and shots) once for all of them (a tree per group).
+prefix that a subject's prompts share (header and shots) once for all of them (forest.read).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from harness.inference.batching import TREE_ATTENTION, Tree, attention_mask_for, pack_trees, run_batched
+from harness.inference import forest
 from tasks.data import MmluItem, MmluSubject
 
 LETTERS = ("A", "B", "C", "D")
@@ -57,15 +57,17 @@ def build_prompts(
 ) -> list[str]:
     """One prompt per test item; shots are dropped one by one while the prompt has > max_tokens tokens."""
     dev = subject.dev[:shots]
-    prompts = []
-    for item in subject.test:
-        end = _example(item, include_answer=False)
+    ends = [_example(item, include_answer=False) for item in subject.test]
+    prompts = [_header(subject.name, dev, shots) + end for end in ends]
+    if not prompts:
+        return []
+    lengths = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False).input_ids]  # one batch
+    for i, (end, length) in enumerate(zip(ends, lengths)):
         k = shots
-        prompt = _header(subject.name, dev, k) + end
-        while k > 0 and len(tokenizer(prompt, add_special_tokens=False).input_ids) > max_tokens:
+        while k > 0 and length > max_tokens:
             k -= 1
-            prompt = _header(subject.name, dev, k) + end
-        prompts.append(prompt)
+            prompts[i] = _header(subject.name, dev, k) + end
+            length = len(tokenizer(prompts[i], add_special_tokens=False).input_ids)
     return prompts
 
 
@@ -91,45 +93,7 @@ def choose_exact(
     return preds[0], probs[0]
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def shared_prefix_trees(prompts: Sequence[Sequence[int]], limit: int) -> list[tuple[list[int], Tree]]:
-    """Prompts grouped into trees: a shared token prefix as the trunk, each prompt's tail a branch.
-
-    The prompts of a subject share its header and shots, so the prefix runs once per tree instead of
-    once per prompt. Sorted by their tokens, prompts with a common prefix are neighbours, and a run's
-    common prefix is that of its first and last prompt. A prompt joins the current tree while the tree
-    stays within ``limit`` tokens and sharing costs no more tokens than running the prompt apart (with k
-    prompts in the tree: the shared length keeps at least (k - 1) / k of itself). Every branch keeps at
-    least one token: the logits at its last token choose the answer. Returns (prompt indices, tree).
-    """
-    order = sorted(range(len(prompts)), key=lambda i: tuple(prompts[i]))
-    groups: list[tuple[list[int], int, int]] = []  # members, shared length, total tokens
-    for i in order:
-        prompt = prompts[i]
-        if groups:
-            members, shared, total = groups[-1]
-            common = min(shared, _common_prefix(prompts[members[0]], prompt), len(prompt) - 1)
-            joined = sum(len(prompts[m]) for m in members) + len(prompt) - len(members) * common
-            if joined <= limit and len(members) * common >= (len(members) - 1) * shared:
-                groups[-1] = (members + [i], common, joined)
-                continue
-        groups.append(([i], len(prompt) - 1, len(prompt)))
-    trees = []
-    for members, shared, _ in groups:
-        branches = tuple(tuple(prompts[m][shared:]) for m in members)
-        trees.append((members, Tree(tuple(prompts[members[0]][:shared]), shared, branches)))
-    return trees
-
-
-#: the most tokens of one tree of MMLU prompts (its attention is dense over the tree's tokens)
+#: the most tokens of one row of MMLU prompts (a subject's header and shots run once for the row)
 TREE_TOKENS = 2048
 
 
@@ -144,41 +108,21 @@ def choose_fast(
 ) -> list[tuple[int, list[float]]]:
     """Batched choices, the same as `choose_exact` up to float rounding.
 
-    Prompts sharing a prefix run as one tree (`shared_prefix_trees`), trees are left padded with
-    position ids; with an attention implementation that takes no custom mask, each prompt is one row.
+    The prompts are sequences of a prefix forest (forest.read): those of a subject share its header and
+    shots, which run once per row; only each prompt's last position goes through the output layer.
     """
-    if model.config._attn_implementation in TREE_ATTENTION:
-        trees = shared_prefix_trees(prompts, min(TREE_TOKENS, max_tokens or TREE_TOKENS))
-    else:
-        trees = [([i], Tree(tuple(p), len(p))) for i, p in enumerate(prompts)]
-
-    @torch.inference_mode()
-    def work(rows: list[tuple[list[int], Tree]]) -> list[list[tuple[int, list[float]]]]:
-        packed = pack_trees([tree for _, tree in rows], pad_token_id)
-        # the last token of each prompt: the trunk's end for a tree without branches, else each branch's
-        ends = [[hi - 1 for _, hi in (spans[1:] or spans)] for spans in packed.spans]
-        columns = sorted({c for row in ends for c in row})
-        index = {c: k for k, c in enumerate(columns)}
-        logits = model(
-            packed.input_ids.to(model.device),
-            attention_mask=attention_mask_for(model, packed.attention_mask),
-            position_ids=packed.position_ids.to(model.device),
-            logits_to_keep=torch.tensor(columns, device=model.device),
-        ).logits
-        out = []
-        for row, row_ends in enumerate(ends):
-            preds, probs = _choose(logits[row, [index[c] for c in row_ends]], candidates)
-            out.append(list(zip(preds, probs)))
-        if on_rows is not None:  # progress counts prompts, not trees
-            on_rows(sum(len(members) for members, _ in rows))
-        return out
-
-    results = run_batched(trees, work, batch_size, cost=lambda t: len(t[1]), max_tokens=max_tokens)
-    chosen: list[tuple[int, list[float]] | None] = [None] * len(prompts)
-    for (members, _), picks in zip(trees, results):
-        for i, pick in zip(members, picks):
-            chosen[i] = pick
-    return chosen  # type: ignore[return-value]
+    readouts = forest.read(
+        model,
+        prompts,
+        [len(p) - 1 for p in prompts],
+        pad_token_id,
+        batch_size,
+        max_tokens,
+        TREE_TOKENS,
+        candidates=candidates,
+        on_rows=on_rows,
+    )
+    return [(r.probs.index(max(r.probs)), list(r.probs)) for r in readouts]  # the first argmax
 
 
 def write_subject_csv(mmlu_dir: Path, result: SubjectResult, out_dir: Path) -> Path:

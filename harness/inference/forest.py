@@ -37,8 +37,8 @@ TREE_ATTENTION = ("sdpa", "eager")
 #: model types whose causal-LM forward is ``lm_head(decoder(...).last_hidden_state)`` and nothing more:
 #: their output layer can run on the positions asked for only; any other model runs its whole forward
 PLAIN_HEAD = frozenset({"olmo", "olmo2", "llama", "mistral", "qwen2"})
-#: the most nodes of one packed row by default (attention is dense over a row: on a CPU, short rows)
-ROW_TOKENS = 256
+#: the most nodes of one packed row by default (within it, `pair_cost` keeps the rows of a small model short)
+ROW_TOKENS = 1024
 #: the most float32 logits (positions x vocabulary) held at once (1 GiB)
 LOGITS_BUDGET = 1 << 28
 

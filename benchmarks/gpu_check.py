@@ -4,7 +4,8 @@ On a randomly initialised OLMo-1B-sized model (OlmoConfig hidden 2048, 16 layers
 8192, vocabulary 50304), in bf16 as the official scorer runs it:
 
 1. bf16 inference works: a forward pass gives finite logits, and the fast path's generations equal the
-   official one-row loop's on a few prompts (near ties aside, reported as such);
+   official one-row loop's on a few prompts (near ties aside, reported as such); the prefix forest
+   (tree attention mask) gives the official losses and argmax;
 2. speed: the fast path (batched, cached greedy loop) vs the official one-row loop, rows per second
    and their ratio, generations forced to --new-tokens tokens;
 3. 4-bit loading: the same checkpoint loaded with bitsandbytes NF4 generates.
@@ -98,10 +99,30 @@ def check_bf16_and_speed(args, tmp: Path) -> None:
     print(f"2. official loop: {exact_rate:.2f} rows/s ({len(exact)} rows x {args.new_tokens} tokens)")
     print(f"   fast path:     {fast_rate:.2f} rows/s ({len(prompts)} rows, batch {args.batch_size})")
     print(f"   speedup: {fast_rate / exact_rate:.1f}x")
+    check_forest(model, prompts[:16], eos, args.batch_size)
     model.save_pretrained(tmp / "model")
     tokenizer.save_pretrained(tmp / "model")
     del model
     torch.cuda.empty_cache()
+
+
+def check_forest(model, prompts: list[list[int]], eos: int, batch_size: int) -> None:
+    """The prefix forest (tree attention mask, output layer on the positions asked for) in bf16: each
+    prompt and an extension of it share a prefix; losses and last-position argmax against the official
+    one-sequence calls."""
+    from harness.inference import forest, losses
+
+    seqs = [s for p in prompts for s in (p, p + p[: max(1, len(p) // 2)])]
+    readouts = forest.read(model, seqs, [0] * len(seqs), eos, batch_size)
+    exact = [losses.loss_exact(model, losses.LossItem(tuple(s), 0)) for s in seqs]
+    worst = max(abs(r.loss - e) / abs(e) for r, e in zip(readouts, exact))
+    with torch.inference_mode():
+        last = [int(model(torch.tensor([s], device="cuda")).logits[0, -1].float().argmax()) for s in seqs]
+    same = sum(r.greedy[-1] == t for r, t in zip(readouts, last))
+    print(
+        f"   prefix forest: {len(seqs)} sequences, losses within {worst:.1e} (relative) of the official "
+        f"call, last-position argmax equal on {same}/{len(seqs)}"
+    )
 
 
 def check_4bit(args, tmp: Path) -> None:

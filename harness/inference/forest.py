@@ -262,7 +262,7 @@ def read(
             picked = logits.gather(1, target[done : done + n, None])[:, 0]
             token_nll += (torch.logsumexp(logits, -1) - picked).tolist()
             for k in (k for k in lasts if done <= k < done + n):
-                last[k] = logits[k - done]
+                last[k] = logits[k - done].clone()  # not a view that keeps the whole chunk
             done += n
         probs: dict[int, tuple[float, ...]] = {}
         if lasts:  # open-instruct: softmax over the full vocabulary, then the candidates

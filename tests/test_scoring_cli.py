@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
+from harness.errors import HarnessError
 from harness.scoring import score_directory
 
 CASES = Path(__file__).parent / "fixtures" / "scoring" / "cases"
@@ -181,3 +182,23 @@ def test_checkpoint_mode_on_the_tiny_task(
     assert json.loads((run_dir / "evaluation_results.jsonl").read_text()) == result
     assert score_directory(run_dir, write=False).final_score == result["aggregate-score"]
     assert len(result["aggregated-terms"]) == 12
+
+
+def test_checkpoint_mode_passes_the_batch_caps_to_the_engine(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import harness.inference
+
+    seen: dict[str, object] = {}
+
+    def fake_evaluate(checkpoint, task, run_dir, **kwargs):
+        seen.update(kwargs)
+        raise HarnessError("stop here")
+
+    monkeypatch.setattr(harness.inference, "evaluate", fake_evaluate)
+    checkpoint = tmp_path / "ckpt"
+    checkpoint.mkdir()
+    args = ["score", str(checkpoint), "--task", "tiny", "--batch-size", "8", "--max-tokens", "512"]
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and "stop here" in err
+    assert seen["batch_size"] == 8 and seen["max_tokens"] == 512

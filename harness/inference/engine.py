@@ -39,6 +39,9 @@ DEFAULT_BATCH = {"cuda": 64, "cpu": 64}
 #: starting padded-token cap of one batch (rows x longest row; halved on out-of-memory): on CPU a forward
 #: pass costs about its padded tokens, so short rows are not padded to long ones; CUDA takes big batches
 DEFAULT_TOKENS = {"cuda": 1 << 16, "cpu": 1024}
+#: the same cap for the batches of the decoding loop: its steps cost mostly per call on a CPU at these
+#: sizes, so fewer, fuller batches (fewer steps in all) win over less prompt padding
+DEFAULT_DECODE_TOKENS = {"cuda": 1 << 16, "cpu": 4096}
 OUTPUT_COLUMNS = ["id", "task", "input", "expected_output", "model_output", "nll"]
 
 
@@ -63,6 +66,7 @@ class _Runner:
     max_tokens: int | None
     max_new_tokens: int
     progress: Progress | None
+    decode_tokens: int | None = None
 
     @property
     def pad(self) -> int:
@@ -97,6 +101,7 @@ class _Runner:
                 self.batch_size,
                 self.max_tokens,
                 on_rows=advance,
+                decode_tokens=self.decode_tokens,
             )
         return [generation.decode(self.tokenizer, t) for t in tokens]
 
@@ -200,7 +205,8 @@ def evaluate(
     """Run the official inference on ``checkpoint_dir`` for ``task`` into ``run_dir`` and score it.
 
     ``exact`` runs the official one-row loops (slow; for parity); otherwise the batched fast path, with
-    at most ``batch_size`` rows and ``max_tokens`` padded tokens per batch (defaults per device type).
+    at most ``batch_size`` rows and ``max_tokens`` padded tokens per batch (defaults per device type;
+    the decoding loop's default on a CPU is larger, DEFAULT_DECODE_TOKENS).
     Under torchrun/accelerate (WORLD_SIZE > 1) each process evaluates a shard and rank 0 writes the
     merged artifacts; ``processes_quirk`` keeps the official multi-process padding duplicates instead.
     """
@@ -218,6 +224,7 @@ def evaluate(
     quirk = processes_quirk and world.size > 1
     size = batch_size or DEFAULT_BATCH.get(dev.type, 32)
     tokens = max_tokens or DEFAULT_TOKENS.get(dev.type, DEFAULT_TOKENS["cpu"])
+    decode_tokens = max_tokens or DEFAULT_DECODE_TOKENS.get(dev.type, DEFAULT_DECODE_TOKENS["cpu"])
     mia_paths = [task.mia_member, task.mia_nonmember]
     have_mia = all(p is not None and Path(p).exists() for p in mia_paths)
     key = None
@@ -242,7 +249,7 @@ def evaluate(
     timings["load"] = time.perf_counter() - t0
     artifacts: list[Path] = []
     with _progress(progress and world.main) as bar:
-        runner = _Runner(model, tokenizer, exact, size, tokens, task.max_new_tokens, bar)
+        runner = _Runner(model, tokenizer, exact, size, tokens, task.max_new_tokens, bar, decode_tokens)
         groups = {}
         if have_mia:
             groups = {

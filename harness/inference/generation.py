@@ -282,6 +282,7 @@ def generate_drafted(
     batch_size: int,
     max_tokens: int | None = None,
     on_rows: Callable[[int], None] | None = None,
+    decode_tokens: int | None = None,
 ) -> list[list[int]]:
     """Greedy generation of each prompt, following a draft of its output where the model does.
 
@@ -290,10 +291,12 @@ def generate_drafted(
     with the draft as the guess, all of it verified at once). `accept_draft` turns that into the row's
     first tokens; the rows it leaves unfinished continue in the batched greedy loop from prompt + those
     tokens with the budget left, as do rows without a draft. Under a generation_config that is not plain
-    greedy, drafts are ignored and every row is generated from its prompt.
+    greedy, drafts are ignored and every row is generated from its prompt. ``decode_tokens`` caps the
+    padded prompt tokens of a decoding batch (default ``max_tokens``, which caps the forward passes).
     """
+    decode_tokens = decode_tokens or max_tokens
     if not plain_greedy(model.generation_config):
-        return generate_fast(model, prompts, max_new_tokens, pad_token_id, batch_size, max_tokens, on_rows)
+        return generate_fast(model, prompts, max_new_tokens, pad_token_id, batch_size, decode_tokens, on_rows)
     stop = eos_ids(model)
     picked = [_pick(row) if len(prompt) else None for prompt, row in zip(prompts, drafts)]
     unchecked = [i for i, d in enumerate(picked) if d is not None and d.greedy is None]
@@ -324,7 +327,7 @@ def generate_drafted(
         [max_new_tokens - len(tokens[i]) for i in pending],
         pad_token_id,
         batch_size,
-        max_tokens,
+        decode_tokens,
         on_rows,
     )
     for i, more in zip(pending, rest):

@@ -310,9 +310,12 @@ def test_a_forest_row_gives_each_sequence_what_it_has_alone(lume, monkeypatch) -
     candidates = mmlu.answer_token_ids(tokenizer)
     # the question runs once for the four sequences that begin with it
     assert sum(len(r) for r in forest.plan_rows(seqs, 4096)) <= sum(map(len, seqs)) - 3 * len(question)
-    for plain in (True, False):  # the output layer on the positions asked for, or the whole forward
-        if not plain:
+    # the output layer on the positions asked for; the whole forward; no tree mask (as flash attention)
+    for setting in ("plain head", "whole forward", "no tree mask"):
+        if setting == "whole forward":
             monkeypatch.setattr(forest, "PLAIN_HEAD", frozenset())
+        if setting == "no tree mask":
+            monkeypatch.setattr(forest, "shares_prefixes", lambda model: False)
         got = forest.read(model, seqs, firsts, tokenizer.eos_token_id, 3, candidates=candidates)
         for seq, first, readout in zip(seqs, firsts, got):
             with torch.inference_mode():

@@ -55,11 +55,15 @@ def answer_pass(
         for ids, p in zip(tokens(tokenizer, [q + a for q, a in zip(questions, answers)]), prompts)
     ]
     spaced = tokens(tokenizer, [" " + a for a in answers], add_special_tokens=False)
-    docs = [losses.LossItem(tuple(ids), 0) for ids in tokens(tokenizer, documents)]
+    docs = tokens(tokenizer, documents)  # labels = input ids: read from the first position
+    follows = [_follows(item, p) for item, p in zip(glued, prompts)]
     # the spaced draft has a sequence of its own unless it is the NLL sequence's own answer
-    own = [_follows(item, p) and tuple(s) == item.ids[len(p) :] for item, p, s in zip(glued, prompts, spaced)]
-    extra = [i for i, (p, s, same) in enumerate(zip(prompts, spaced, own)) if p and s and not same]
-    seqs = [it.ids for it in glued] + [(*prompts[i], *spaced[i]) for i in extra] + [d.ids for d in docs]
+    extra = [
+        i
+        for i, (item, p, s) in enumerate(zip(glued, prompts, spaced))
+        if p and s and not (follows[i] and tuple(s) == item.ids[len(p) :])
+    ]
+    seqs = [it.ids for it in glued] + [(*prompts[i], *spaced[i]) for i in extra] + docs
     firsts = [it.first for it in glued] + [len(prompts[i]) - 1 for i in extra] + [0] * len(docs)
     on_rows = progress(len(seqs)) if progress is not None else None
     readouts = forest.read(
@@ -70,7 +74,7 @@ def answer_pass(
     drafts = []
     for i, (item, p, s) in enumerate(zip(glued, prompts, spaced)):
         row: list[generation.Draft] = []
-        if _follows(item, p):  # the NLL sequence's answer tokens, read off after the question
+        if follows[i]:  # the NLL sequence's answer tokens, read off after the question
             row.append(generation.Draft(item.ids[len(p) :], readouts[i].greedy))
         if i in checked:
             row.append(generation.Draft(tuple(s), checked[i].greedy))

@@ -4,10 +4,9 @@ Stages, in the official order: retain generations + answer NLL, forget generatio
 member/non-member losses, MMLU choices. The fast path runs the answer NLL of both splits and the MIA
 losses first, in one prefix-forest pass that also drafts the generations (answers.answer_pass), then
 decodes what the drafts left open (generation.generate_drafted); the files, their columns and their
-rows are the same either way. The
-artifacts are the official ones (official-scoring.md 2.3, 2.7, 4): forget_0.csv / retain_0.csv,
-mia_results/{member,nonmember}_0.csv, mmlu_results/<subject>.csv and mmlu_results/metrics.json; then
-harness.scoring.score_directory writes evaluation_results.jsonl.
+rows are the same either way. The artifacts are the official ones (official-scoring.md 2.3, 2.7, 4):
+forget_0.csv / retain_0.csv, mia_results/{member,nonmember}_0.csv, mmlu_results/<subject>.csv and
+mmlu_results/metrics.json; then harness.scoring.score_directory writes evaluation_results.jsonl.
 """
 
 from __future__ import annotations

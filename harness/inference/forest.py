@@ -156,13 +156,15 @@ def pack(rows: Sequence[Row], pad_token_id: int, tree: bool = True) -> Packed:
         ids[b, offset:] = row.tokens
         if not tree and (len(row.members) > 1 or len(row.members[0][1]) != len(row)):
             raise ValueError("a row of several sequences needs a tree mask")
-        size = [1] * len(row)
+        depth, size = [0] * len(row), [1] * len(row)
+        for node, parent in enumerate(row.parents):  # parents come before their children
+            if parent >= 0:
+                depth[node] = depth[parent] + 1
         for node in range(len(row) - 1, 0, -1):
             if row.parents[node] >= 0:
                 size[row.parents[node]] += size[node]
+        positions[b, offset:] = depth
         end[b, offset:] = np.arange(offset, width) + size
-        for _, path in row.members:
-            positions[b, np.asarray(path, dtype=np.int64) + offset] = np.arange(len(path))
     if tree:
         column = np.arange(width)
         seen = (column[None, None, :] <= column[None, :, None]) & (column[None, :, None] < end[:, None, :])
@@ -177,6 +179,11 @@ def attention_mask_for(model: PreTrainedModel, mask: torch.Tensor) -> torch.Tens
     if mask.dim() == 4 and model.config._attn_implementation == "eager":
         mask = torch.zeros(mask.shape, dtype=model.dtype).masked_fill(~mask, torch.finfo(model.dtype).min)
     return mask.to(model.device)
+
+
+def candidate_probs(logits: torch.Tensor, candidates: Sequence[int]) -> torch.Tensor:
+    """open-instruct's choice rule: the softmax over the whole vocabulary (float32), at the candidates."""
+    return torch.softmax(logits.float(), dim=-1)[:, list(candidates)]
 
 
 def pair_cost(model: PreTrainedModel) -> float:
@@ -265,9 +272,9 @@ def read(
                 last[k] = logits[k - done].clone()  # not a view that keeps the whole chunk
             done += n
         probs: dict[int, tuple[float, ...]] = {}
-        if lasts:  # open-instruct: softmax over the full vocabulary, then the candidates
+        if lasts:
             ks = sorted(last)
-            values = torch.softmax(torch.stack([last[k] for k in ks]), dim=-1)[:, list(candidates)]
+            values = candidate_probs(torch.stack([last[k] for k in ks]), candidates)
             probs = {lasts[k]: tuple(v) for k, v in zip(ks, values.tolist())}
         out: list[list[tuple[int, Readout]]] = [[] for _ in batch]
         for b, i, start, n in spans:

@@ -115,24 +115,21 @@ class _ReservedLayer(DynamicLayer):
 
 @torch.inference_mode()
 def generate_batch(
-    model: PreTrainedModel, batch: Batch, max_new_tokens: int | Sequence[int], stop: set[int]
+    model: PreTrainedModel, batch: Batch, budgets: Sequence[int], stop: set[int]
 ) -> list[list[int]]:
-    """Greedy-decode one left-padded batch; returns each row's new tokens (EOS included if produced).
-
-    ``max_new_tokens`` is one token budget for every row or one per row.
-    """
+    """Greedy-decode one left-padded batch; returns each row's new tokens (EOS included if produced),
+    at most ``budgets[row]`` of them."""
     device = model.device
     input_ids, mask = batch.input_ids.to(device), batch.attention_mask.to(device)
     n = input_ids.shape[0]
-    limits = [max_new_tokens] * n if isinstance(max_new_tokens, int) else list(max_new_tokens)
-    steps = max(limits)
+    steps = max(budgets)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     cache = Cache(
         layers=[_ReservedLayer(input_ids.shape[1] + steps) for _ in range(model.config.num_hidden_layers)]
     )
     produced: list[list[int]] = [[] for _ in range(n)]
     alive = torch.arange(n, device=device)  # original row index of each row still in the batch
-    limit = torch.tensor(limits, device=device)  # token budget of each row still in the batch
+    limit = torch.tensor(list(budgets), device=device)  # token budget of each row still in the batch
     stop_t = torch.tensor(sorted(stop), device=device, dtype=torch.long)
     logits = model(
         input_ids, attention_mask=mask, position_ids=positions, cache=cache, logits_to_keep=1
@@ -165,23 +162,21 @@ def generate_batch(
 
 @torch.inference_mode()
 def generate_batch_hf(
-    model: PreTrainedModel, batch: Batch, max_new_tokens: int | Sequence[int], pad_token_id: int
+    model: PreTrainedModel, batch: Batch, budgets: Sequence[int], pad_token_id: int
 ) -> list[list[int]]:
     """Batched ``generate`` for checkpoints whose generation_config is not plain greedy (rare)."""
     device = model.device
-    n = batch.input_ids.shape[0]
-    limits = [max_new_tokens] * n if isinstance(max_new_tokens, int) else list(max_new_tokens)
     out = model.generate(
         batch.input_ids.to(device),
         attention_mask=batch.attention_mask.to(device),
-        max_new_tokens=max(limits),
+        max_new_tokens=max(budgets),
         do_sample=False,
         use_cache=True,
         pad_token_id=pad_token_id,
     )
     stop = eos_ids(model)
     rows = []
-    for seq, budget in zip(out[:, batch.input_ids.shape[1] :].tolist(), limits):
+    for seq, budget in zip(out[:, batch.input_ids.shape[1] :].tolist(), budgets):
         seq = seq[:budget]
         cut = next((i + 1 for i, t in enumerate(seq) if t in stop), len(seq))
         rows.append(seq[:cut])

@@ -78,7 +78,7 @@ def answer_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
 
 def _choose(last_logits: torch.Tensor, candidates: list[int]) -> tuple[list[int], list[list[float]]]:
     # transformers 4.45.2's OLMo returned float32 logits; softmax over the full vocabulary, then pick 4
-    probs = torch.softmax(last_logits.float(), dim=-1)[:, candidates]
+    probs = forest.candidate_probs(last_logits, candidates)
     return probs.argmax(-1).tolist(), probs.tolist()
 
 
@@ -94,7 +94,7 @@ def choose_exact(
 
 
 #: the most tokens of one row of MMLU prompts (a subject's header and shots run once for the row)
-TREE_TOKENS = 2048
+ROW_TOKENS = 2048
 
 
 def choose_fast(
@@ -118,7 +118,7 @@ def choose_fast(
         pad_token_id,
         batch_size,
         max_tokens,
-        TREE_TOKENS,
+        ROW_TOKENS,
         candidates=candidates,
         on_rows=on_rows,
     )

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from leaderboard.errors import BoardError
+from leaderboard.formulas import final_from_parts, harmonic_mean, mia_score
 from leaderboard.record import HEADLINES
 
 Interval = tuple[float, float]
@@ -36,6 +37,8 @@ _KINDS = ("sc", "qa")
 _KIND_NAMES = {"sc": "regurgitation", "qa": "knowledge"}
 #: at most this many gathered values per chunk of resamples (keeps a LUME-sized MMLU bootstrap small in memory)
 _CHUNK_CELLS = 2_000_000
+#: the second entropy word of the seeds' random stream (the rows' stream is the bare seed)
+_SEED_STREAM = 0x5EED
 
 
 @dataclass(frozen=True)
@@ -195,7 +198,11 @@ def load_run(run_dir: Path | str) -> RunArtifacts:
 
 # -- vectorised resampling -----------------------------------------------------------------------------------
 def _resampled_means(rng: np.random.Generator, values: np.ndarray, n: int) -> np.ndarray:
-    """values: (runs, rows) -> (runs, n) means over rows resampled with replacement (same rows for every run)."""
+    """values: (runs, rows) -> (runs, n) means over rows resampled with replacement (same rows for every run).
+
+    Each chunk of resamples draws row indices, counts them (bincount) and takes one matrix product with
+    every run's values, so tens of runs (a seed group, a whole board) cost about what one does.
+    """
     rows = values.shape[1]
     if rows == 0:
         return np.full((values.shape[0], n), np.nan)  # an empty group has a NaN mean, as officially
@@ -204,8 +211,9 @@ def _resampled_means(rng: np.random.Generator, values: np.ndarray, n: int) -> np
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         idx = rng.integers(0, rows, size=(stop - start, rows), dtype=np.int64)
-        for run in range(values.shape[0]):  # one or two runs; a 1-D gather is much faster than a 2-D one
-            out[run, start:stop] = values[run][idx].mean(axis=-1)
+        idx += np.arange(stop - start, dtype=np.int64)[:, None] * rows
+        counts = np.bincount(idx.ravel(), minlength=(stop - start) * rows).reshape(stop - start, rows)
+        out[:, start:stop] = (counts.astype(np.float64) @ values.T).T / rows
     return out
 
 
@@ -226,13 +234,6 @@ def _resampled_auc(rng: np.random.Generator, member: np.ndarray, nonmember: np.n
     return out
 
 
-def _harmonic_mean(terms: np.ndarray) -> np.ndarray:
-    """terms (..., T) -> HM over the last axis; 0 where any term is 0 (stdlib statistics rule, spec 2.6)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        hm = terms.shape[-1] / np.sum(1.0 / terms, axis=-1)
-    return np.where(np.any(terms == 0, axis=-1), 0.0, hm)
-
-
 def _statistics(
     rng: np.random.Generator,
     groups: list[tuple[str, str, np.ndarray]],
@@ -251,16 +252,16 @@ def _statistics(
         out[label] = term
         terms.append(term)
     if terms:
-        out["task_aggregate"] = _harmonic_mean(np.stack(terms, axis=-1))
+        out["task_aggregate"] = harmonic_mean(np.stack(terms, axis=-1))
     if member is not None and nonmember is not None:
         out["auc"] = _resampled_auc(rng, member, nonmember, n)
-        out["mia_score"] = 1.0 - np.abs(out["auc"] - 0.5) * 2.0
+        out["mia_score"] = mia_score(out["auc"])
     if mmlu is not None:
         out["mmlu_average"] = _resampled_means(rng, mmlu, n)
     elif mmlu_fixed is not None:
         out["mmlu_average"] = np.broadcast_to(mmlu_fixed[:, None], (mmlu_fixed.shape[0], n))
     if {"task_aggregate", "mia_score", "mmlu_average"} <= set(out):
-        out["final_score"] = (out["task_aggregate"] + out["mmlu_average"] + out["mia_score"]) / 3.0
+        out["final_score"] = final_from_parts(out["task_aggregate"], out["mmlu_average"], out["mia_score"])
     return out
 
 
@@ -269,27 +270,112 @@ def _interval(samples: np.ndarray) -> Interval:
     return (float(low), float(high))
 
 
+@dataclass(frozen=True)
+class Resampled:
+    """Resampled statistics of several runs, each (runs, n), rows shared by the runs of one world."""
+
+    stats: dict[str, np.ndarray]
+    term_labels: tuple[str, ...]
+    #: resampled units common to the runs (of the first world), and values present in only some runs
+    matched: dict[str, int]
+    unmatched: int
+
+
+def _align(dicts: list[dict[tuple[str, int], float]]) -> tuple[np.ndarray, int]:
+    """(runs, common keys) values in the first run's order, and how many values were not in every run."""
+    common = [key for key in dicts[0] if all(key in other for other in dicts[1:])]
+    values = np.array([[d[key] for key in common] for d in dicts], dtype=np.float64).reshape(len(dicts), -1)
+    return values, sum(len(d) for d in dicts) - len(dicts) * len(common)
+
+
+def _names(runs: list[RunArtifacts]) -> str:
+    shown = ", ".join(str(r.run_dir) for r in runs[:3])
+    return shown + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
+
+
+def _world_statistics(
+    runs: list[RunArtifacts], rng: np.random.Generator, n: int
+) -> tuple[dict[str, np.ndarray], dict[str, int], int]:
+    """One world's runs resampled with the same row indices (rows matched by id)."""
+    unmatched = 0
+    matched: dict[str, int] = {}
+    groups = []
+    for parts in zip(*(run.groups for run in runs)):
+        values, missing = _align([dict(zip(g.keys, g.scores)) for g in parts])
+        if missing and values.shape[1] == 0:
+            raise BoardError(f"{_names(runs)} share no rows in {parts[0].label}")
+        unmatched += missing
+        groups.append((parts[0].label, parts[0].split, values))
+    matched["rows"] = sum(v.shape[1] for _, _, v in groups)
+
+    def shared(what: str, attribute: str) -> np.ndarray | None:
+        nonlocal unmatched
+        found = [getattr(run, attribute) for run in runs]
+        if any(value is None for value in found):
+            return None
+        values, missing = _align(found)
+        if values.shape[1] == 0:
+            raise BoardError(f"{_names(runs)} share no {what}")
+        unmatched += missing
+        matched[what] = values.shape[1]
+        return values
+
+    member = shared("member documents", "member")
+    nonmember = shared("non-member documents", "nonmember")
+    if member is None or nonmember is None:
+        member = nonmember = None
+    mmlu = shared("MMLU questions", "mmlu")
+    fixed = None
+    if mmlu is None and all(run.mmlu_fixed is not None for run in runs):
+        fixed = np.array([run.mmlu_fixed for run in runs])
+    return _statistics(rng, groups, member, nonmember, mmlu, fixed, n), matched, unmatched
+
+
+def resample_runs(
+    runs: list[RunArtifacts], worlds: list[object] | None = None, *, n: int = 1000, seed: int = 0
+) -> Resampled:
+    """Resample the rows of several runs: runs of the same world (``worlds[i]``; default: one world) draw the
+    same row indices, as the same questions were asked of each; different worlds (other data) draw their own.
+
+    The first world's rows come from ``default_rng(seed)``, so one run alone resamples exactly as
+    `bootstrap_run` does, and two runs exactly as `bootstrap_pair` does.
+    """
+    if n < 1:
+        raise BoardError(f"the number of bootstrap resamples must be at least 1, not {n}")
+    worlds = list(worlds) if worlds is not None else [None] * len(runs)
+    labels = runs[0].term_labels
+    for run in runs[1:]:
+        if run.term_labels != labels:
+            raise BoardError(
+                f"{runs[0].run_dir} and {run.run_dir} were scored on different task groups "
+                f"({', '.join(labels)} vs {', '.join(run.term_labels)})"
+            )
+    order = list(dict.fromkeys(worlds))
+    stats: dict[str, np.ndarray] = {}
+    matched: dict[str, int] = {}
+    unmatched = 0
+    for index, world in enumerate(order):
+        members = [i for i, w in enumerate(worlds) if w == world]
+        rng = np.random.default_rng(seed if index == 0 else [seed, index])
+        part, found, missing = _world_statistics([runs[i] for i in members], rng, n)
+        unmatched += missing
+        matched = matched or found
+        if index == 0:
+            stats = {key: np.empty((len(runs), n)) for key in part}
+        for key in list(stats):
+            if key not in part:  # e.g. one world's runs have no MIA files: no such statistic for the set
+                del stats[key]
+                continue
+            stats[key][members] = part[key]
+    return Resampled(stats, tuple(labels), matched, unmatched)
+
+
 def bootstrap_run(run_dir: Path | str, n: int = 1000, seed: int = 0) -> dict[str, Interval]:
     """95% intervals of final_score, task_aggregate, mia_score and mmlu_average (those the run has)."""
     if n < 1:
         raise BoardError(f"the number of bootstrap resamples must be at least 1, not {n}")
-    run = load_run(run_dir)
-    rng = np.random.default_rng(seed)
-    groups = [(g.label, g.split, g.scores[None, :]) for g in run.groups]
-    member = None if run.member is None else np.array(list(run.member.values()))[None, :]
-    nonmember = None if run.nonmember is None else np.array(list(run.nonmember.values()))[None, :]
-    mmlu = None if run.mmlu is None else np.array(list(run.mmlu.values()))[None, :]
-    fixed = None if run.mmlu_fixed is None else np.array([run.mmlu_fixed])
-    stats = _statistics(rng, groups, member, nonmember, mmlu, fixed, n)
+    stats = resample_runs([load_run(run_dir)], n=n, seed=seed).stats
     return {key: _interval(stats[key][0]) for key in HEADLINES if key in stats}
-
-
-def _align(a: dict[tuple[str, int], float], b: dict[tuple[str, int], float]) -> tuple[np.ndarray, int]:
-    common = [key for key in a if key in b]
-    values = np.array([[a[key] for key in common], [b[key] for key in common]], dtype=np.float64).reshape(
-        2, -1
-    )
-    return values, len(a) + len(b) - 2 * len(common)
 
 
 def bootstrap_pair(
@@ -298,42 +384,72 @@ def bootstrap_pair(
     """Intervals of B - A where both runs are resampled with the same row indices (rows matched by id)."""
     if n < 1:
         raise BoardError(f"the number of bootstrap resamples must be at least 1, not {n}")
-    run_a, run_b = load_run(run_dir_a), load_run(run_dir_b)
-    if run_a.term_labels != run_b.term_labels:
-        raise BoardError(
-            f"{run_a.run_dir} and {run_b.run_dir} were scored on different task groups "
-            f"({', '.join(run_a.term_labels)} vs {', '.join(run_b.term_labels)})"
-        )
-    unmatched = 0
-    matched: dict[str, int] = {}
-    groups = []
-    for ga, gb in zip(run_a.groups, run_b.groups):
-        values, missing = _align(dict(zip(ga.keys, ga.scores)), dict(zip(gb.keys, gb.scores)))
-        if missing and values.shape[1] == 0:
-            raise BoardError(f"{run_a.run_dir} and {run_b.run_dir} share no rows in {ga.label}")
-        unmatched += missing
-        groups.append((ga.label, ga.split, values))
-    matched["rows"] = sum(v.shape[1] for _, _, v in groups)
+    both = resample_runs([load_run(run_dir_a), load_run(run_dir_b)], n=n, seed=seed)
+    diffs = {key: _interval(value[1] - value[0]) for key, value in both.stats.items()}
+    return PairedBootstrap(diffs, both.term_labels, both.matched, both.unmatched)
 
-    def pair(a: dict | None, b: dict | None, what: str) -> np.ndarray | None:
-        nonlocal unmatched
-        if a is None or b is None:
-            return None
-        values, missing = _align(a, b)
-        if values.shape[1] == 0:
-            raise BoardError(f"{run_a.run_dir} and {run_b.run_dir} share no {what}")
-        unmatched += missing
-        matched[what] = values.shape[1]
-        return values
 
-    member = pair(run_a.member, run_b.member, "member documents")
-    nonmember = pair(run_a.nonmember, run_b.nonmember, "non-member documents")
-    if member is None or nonmember is None:
-        member = nonmember = None
-    mmlu = pair(run_a.mmlu, run_b.mmlu, "MMLU questions")
-    fixed = None
-    if mmlu is None and run_a.mmlu_fixed is not None and run_b.mmlu_fixed is not None:
-        fixed = np.array([run_a.mmlu_fixed, run_b.mmlu_fixed])
-    stats = _statistics(np.random.default_rng(seed), groups, member, nonmember, mmlu, fixed, n)
-    diffs = {key: _interval(value[1] - value[0]) for key, value in stats.items()}
-    return PairedBootstrap(diffs, tuple(run_a.term_labels), matched, unmatched)
+# -- seed groups: the second level ---------------------------------------------------------------------------
+def seed_weights(units: int, n: int, seed: int = 0) -> np.ndarray:
+    """(n, units) multiplicities of the units (seeds) drawn with replacement in each of n resamples.
+
+    Its own random stream, independent of the rows' draws, so a one-seed group's two-level interval is its
+    row interval exactly.
+    """
+    rng = np.random.default_rng([seed, _SEED_STREAM])
+    return rng.multinomial(units, np.full(units, 1.0 / units), size=n).astype(np.float64)
+
+
+def over_seeds(samples: np.ndarray, weights: np.ndarray | None) -> np.ndarray:
+    """(units, n) per-run resampled statistics -> (n,) the group mean in each resample; ``weights`` (n, units)
+    from `seed_weights` resamples the seeds too (two-level), None holds them fixed (rows only)."""
+    if weights is None:
+        return samples.mean(axis=0)
+    return np.einsum("bu,ub->b", weights, samples) / samples.shape[0]
+
+
+@dataclass(frozen=True)
+class GroupBootstrap:
+    """A seed group's 95% intervals of the mean over its seeds: two-level (seeds, then rows) and rows only."""
+
+    intervals: dict[str, Interval]
+    row_intervals: dict[str, Interval]
+    units: int
+
+
+def bootstrap_group(
+    run_dirs: list[Path | str], worlds: list[object] | None = None, *, n: int = 1000, seed: int = 0
+) -> GroupBootstrap:
+    """Two-level bootstrap of a seed group's mean: resample the seeds (runs), then the rows, shared by the
+    runs of a world (the same questions); the rows-only interval keeps every seed once."""
+    resampled = resample_runs([load_run(d) for d in run_dirs], worlds, n=n, seed=seed)
+    weights = seed_weights(len(run_dirs), n, seed)
+    keys = [key for key in HEADLINES if key in resampled.stats]
+    return GroupBootstrap(
+        {key: _interval(over_seeds(resampled.stats[key], weights)) for key in keys},
+        {key: _interval(over_seeds(resampled.stats[key], None)) for key in keys},
+        len(run_dirs),
+    )
+
+
+def bootstrap_group_pair(
+    dirs_a: list[Path | str],
+    dirs_b: list[Path | str],
+    worlds: list[object] | None = None,
+    *,
+    n: int = 1000,
+    seed: int = 0,
+) -> PairedBootstrap:
+    """Intervals of mean(B) - mean(A) for two groups paired by seed (``dirs_a[i]`` and ``dirs_b[i]`` share a
+    seed and ``worlds[i]``) and by row: the same seeds are drawn for both, then the same rows."""
+    if len(dirs_a) != len(dirs_b) or not dirs_a:
+        raise BoardError("paired groups need the same, non-zero number of seeds")
+    units = len(dirs_a)
+    worlds = list(worlds) if worlds is not None else [None] * units
+    resampled = resample_runs([load_run(d) for d in [*dirs_a, *dirs_b]], worlds * 2, n=n, seed=seed)
+    weights = seed_weights(units, n, seed) if units > 1 else None
+    diffs = {
+        key: _interval(over_seeds(value[units:] - value[:units], weights))
+        for key, value in resampled.stats.items()
+    }
+    return PairedBootstrap(diffs, resampled.term_labels, resampled.matched, resampled.unmatched)

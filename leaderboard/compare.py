@@ -1,4 +1,9 @@
-"""Comparing two runs: per-term and headline differences (B - A) with paired bootstrap intervals and verdicts.
+"""Comparing two runs or two seed groups: per-term and headline differences (B - A) with paired bootstrap
+intervals and verdicts.
+
+Two runs are paired by row. Two seed groups (or a group and a run) are paired by seed and by row: they must
+have been run on the same (world seed, seed) units; each resample draws the same seeds for both, then the same
+rows, and the difference is that of the two means over seeds (two-level, as the board's group intervals).
 
 The verdict of a headline number is "better" when the whole 95% interval of B - A is above 0, "worse" when it
 is below 0, and "not distinguishable" otherwise (all four headline numbers are higher-is-better).
@@ -9,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from leaderboard.bootstrap import Interval, PairedBootstrap, bootstrap_pair
+from leaderboard.bootstrap import Interval, PairedBootstrap, bootstrap_group_pair, bootstrap_pair
 from leaderboard.errors import BoardError
+from leaderboard.groups import SeedGroup, Unit, group_records
 from leaderboard.ranking import is_failed
 from leaderboard.record import HEADLINES, RunRecord
 
@@ -46,6 +52,8 @@ class CompareLine:
 
 @dataclass(frozen=True)
 class Comparison:
+    """B compared with A; each side a run or a seed group (A and B: their first runs, by seed)."""
+
     a: RunRecord
     b: RunRecord
     lines: tuple[CompareLine, ...]
@@ -55,6 +63,18 @@ class Comparison:
     matched: dict[str, int]
     unmatched: int
     note: str = ""
+    a_group: SeedGroup | None = None
+    b_group: SeedGroup | None = None
+    #: the (world seed, seed) units the groups were paired on; empty for two runs
+    units: tuple[Unit, ...] = ()
+
+    @property
+    def a_id(self) -> str:
+        return self.a_group.group_id if self.units else self.a.run_id
+
+    @property
+    def b_id(self) -> str:
+        return self.b_group.group_id if self.units else self.b.run_id
 
 
 def verdict(interval: Interval | None) -> str | None:
@@ -69,24 +89,89 @@ def verdict(interval: Interval | None) -> str | None:
     return "not distinguishable"
 
 
-def compare_records(a: RunRecord, b: RunRecord, *, n: int = 1000, seed: int = 0) -> Comparison:
-    """Compare run B with run A (both scored, same task); intervals need both run directories on disk."""
-    for record in (a, b):
+def _check_scored(records: list[RunRecord]) -> None:
+    for record in records:
         if is_failed(record):
             raise BoardError(f"run {record.run_id} has no scores to compare (status {record.status})")
-    if a.task != b.task:
-        raise BoardError(f"runs {a.run_id} ({a.task}) and {b.run_id} ({b.task}) are on different tasks")
+
+
+def _show_units(units: list[Unit]) -> str:
+    def one(unit: Unit) -> str:
+        world, seed = unit
+        text = "?" if seed is None else str(seed)
+        return text if world is None else f"{text}@world{world}"
+
+    return "{" + ", ".join(one(u) for u in sorted(units, key=lambda u: (str(u[0]), str(u[1])))) + "}"
+
+
+def _pair_units(a: SeedGroup, b: SeedGroup) -> tuple[SeedGroup, tuple[Unit, ...]]:
+    """B's runs in A's unit order; one clear error when the seed sets differ or a seed repeats."""
+    for group in (a, b):
+        if len(set(group.units)) != group.size:
+            raise BoardError(
+                f"group {group.group_id} has a seed more than once ({_show_units(list(group.units))}): "
+                "pairing by seed is ambiguous"
+            )
+    if set(a.units) != set(b.units):
+        raise BoardError(
+            f"{a.group_id} and {b.group_id} were run on different seed sets "
+            f"({_show_units(list(a.units))} vs {_show_units(list(b.units))}): compare groups run on the same seeds"
+        )
+    by_unit = {r.unit: r for r in b.records}
+    return SeedGroup(b.group_id, tuple(by_unit[u] for u in a.units)), a.units
+
+
+def compare_records(a: RunRecord, b: RunRecord, *, n: int = 1000, seed: int = 0) -> Comparison:
+    """Compare run B with run A (both scored, same task); intervals need both run directories on disk."""
+    return compare_groups(SeedGroup(a.run_id, (a,)), SeedGroup(b.run_id, (b,)), n=n, seed=seed, by_seed=False)
+
+
+def compare_selected(
+    a: tuple[str, list[RunRecord]], b: tuple[str, list[RunRecord]], *, n: int = 1000, seed: int = 0
+) -> Comparison:
+    """Compare what `Store.select` found: two runs by row, otherwise by seed and by row."""
+    sides = []
+    for kind, records in (a, b):
+        _check_scored(records if kind == "run" else [r for r in records if not is_failed(r)] or records)
+        (group,) = group_records(r for r in records if not is_failed(r))
+        sides.append(group if kind == "group" else SeedGroup(records[0].run_id, (records[0],)))
+    by_seed = a[0] == "group" or b[0] == "group"
+    return compare_groups(sides[0], sides[1], n=n, seed=seed, by_seed=by_seed)
+
+
+def compare_groups(
+    a: SeedGroup, b: SeedGroup, *, n: int = 1000, seed: int = 0, by_seed: bool = True
+) -> Comparison:
+    """Compare B with A: means over seeds, paired by seed (when ``by_seed``) and by row."""
+    _check_scored([*a.records, *b.records])
+    if a.first.task != b.first.task:
+        raise BoardError(
+            f"{a.group_id} ({a.first.task}) and {b.group_id} ({b.first.task}) are on different tasks"
+        )
+    units: tuple[Unit, ...] = ()
+    if by_seed:
+        b, units = _pair_units(a, b)
     paired: PairedBootstrap | None = None
     note = ""
-    missing = [
-        r.run_id for r in (a, b) if not r.run_dir or not (Path(r.run_dir) / "row_scores.csv").is_file()
-    ]
+    everyone = [*a.records, *b.records]
+    missing = [r.run_id for r in everyone if not r.run_dir or not (Path(r.run_dir) / "row_scores.csv").is_file()]
     if missing:
-        note = f"no intervals: the row-level artifacts of run {', '.join(missing)} are not on disk"
+        note = f"no intervals: the row-level artifacts of run {', '.join(dict.fromkeys(missing))} are not on disk"
+    elif by_seed:
+        worlds = [r.world_seed for r in a.records]
+        dirs_a, dirs_b = [r.run_dir for r in a.records], [r.run_dir for r in b.records]
+        paired = bootstrap_group_pair(dirs_a, dirs_b, worlds, n=n, seed=seed)
     else:
-        paired = bootstrap_pair(a.run_dir, b.run_dir, n=n, seed=seed)
-        if paired.unmatched:
-            note = f"{paired.unmatched} rows are in only one of the runs and were left out of the intervals"
+        paired = bootstrap_pair(a.first.run_dir, b.first.run_dir, n=n, seed=seed)
+    if paired is not None and paired.unmatched:
+        note = f"{paired.unmatched} rows are in only one of the runs and were left out of the intervals"
+    lines = _lines(a, b, paired)
+    matched = dict(paired.matched) if paired else {}
+    unmatched = paired.unmatched if paired else 0
+    return Comparison(a.first, b.first, lines, n, seed, matched, unmatched, note, a, b, units)
+
+
+def _lines(a: SeedGroup, b: SeedGroup, paired: PairedBootstrap | None) -> tuple[CompareLine, ...]:
     diffs = paired.diffs if paired else {}
 
     def line(key: str, label: str, va: float | None, vb: float | None, judged: bool) -> CompareLine:
@@ -94,9 +179,9 @@ def compare_records(a: RunRecord, b: RunRecord, *, n: int = 1000, seed: int = 0)
         interval = diffs.get(key)
         return CompareLine(key, label, va, vb, diff, interval, verdict(interval) if judged else None)
 
-    lines = [line(key, HEADLINE_LABELS[key], getattr(a, key), getattr(b, key), True) for key in HEADLINES]
-    lines.append(line("auc", HEADLINE_LABELS["auc"], a.auc, b.auc, False))
-    terms_a, terms_b = a.terms or (), b.terms or ()
+    lines = [line(key, HEADLINE_LABELS[key], a.mean(key), b.mean(key), True) for key in HEADLINES]
+    lines.append(line("auc", HEADLINE_LABELS["auc"], a.mean("auc"), b.mean("auc"), False))
+    terms_a, terms_b = a.terms() or (), b.terms() or ()
     labels = list(paired.term_labels) if paired else list(OFFICIAL_TERM_LABELS)
     if len(labels) != max(len(terms_a), len(terms_b)):
         labels = [f"term {i + 1}" for i in range(max(len(terms_a), len(terms_b)))]
@@ -104,13 +189,4 @@ def compare_records(a: RunRecord, b: RunRecord, *, n: int = 1000, seed: int = 0)
         va = terms_a[i] if i < len(terms_a) else None
         vb = terms_b[i] if i < len(terms_b) else None
         lines.append(line(label, label, va, vb, False))
-    return Comparison(
-        a,
-        b,
-        tuple(lines),
-        n,
-        seed,
-        dict(paired.matched) if paired else {},
-        paired.unmatched if paired else 0,
-        note,
-    )
+    return tuple(lines)

@@ -2,26 +2,31 @@
 
 Rules:
 
-- ranked by final score, highest first. Equal final scores share a rank (competition ranking 1, 1, 3, as the
+- one row per seed group (records sharing a group id; a record without one is its own one-seed group),
+  valued by the mean over its seeds and ranked by the mean final score, highest first. Equal final scores share a rank (competition ranking 1, 1, 3, as the
   site's 0.165 rows); among equal scores the earlier run is listed first (it reached the score first), then
   the run id. Scores that differ only beyond the display precision (0.3082 vs 0.3080) are not equal;
 - for a task with an MMLU threshold (records carry eligible True/False), eligible runs are ranked and the
   others go to a separate "below the utility threshold" table (the site's honorary mentions), in score order,
   unranked; eligible None (no threshold) ranks normally;
-- by default the best run of each submission + variant (a run below the threshold is shown only when it beats
-  that variant's best eligible run); all_runs shows every run;
+- by default the best group of each submission + variant (a group below the threshold is shown only when it
+  beats that variant's best eligible group); all_runs shows every group. A group is below the threshold when
+  any of its seeds is (conservative: the threshold is not known here, only each run's flag);
 - reference rows (the untouched target, the retain-only gold model) sit among the ranked rows at their score,
   marked and without a rank; the latest of each kind is shown unless all_runs;
-- a run is "tied with the leader" when its 95% final-score interval overlaps the leader's;
-- failed runs (a status other than OK/SALVAGED, or no final score) are listed with their status, never ranked.
+- a row is "tied with the leader" when its 95% final-score interval overlaps the leader's: the two-level
+  (seeds, then rows) interval of a group, the row interval of a one-seed group;
+- failed runs (a status other than OK/SALVAGED, or no final score) are listed with their status, never ranked;
+  a group's other seeds still make its row, flagged with how many seeds failed.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from leaderboard.groups import SeedGroup, group_records, with_intervals
 from leaderboard.record import RunRecord
 
 SCORED_STATUSES = ("OK", "SALVAGED")
@@ -33,19 +38,37 @@ REFERENCE_LABELS = {
 
 @dataclass(frozen=True)
 class BoardRow:
-    """One displayed row: a record with its rank (None when unranked) and flags."""
+    """One displayed row: a seed group (one run for a one-seed group) with its rank (None when unranked)."""
 
-    record: RunRecord
+    group: SeedGroup
     rank: int | None = None
-    #: the final-score interval overlaps the leader's (leader included when any other run ties with it)
+    #: the final-score interval overlaps the leader's (leader included when any other row ties with it)
     tied: bool = False
     flags: tuple[str, ...] = ()
-    #: how many runs of the same submission + variant (+ role) this row stands for
+    #: how many groups of the same submission + variant (+ role) this row stands for
     runs: int = 1
+    #: every one of those groups is a single run (then "best of N runs", else "best of N seed groups")
+    single_runs: bool = True
+
+    @property
+    def record(self) -> RunRecord:
+        """The group's first run (by seed): its submission, variant, role and status name the row."""
+        return self.group.first
 
     @property
     def reference(self) -> bool:
         return self.record.role != "entry"
+
+    def value(self, key: str) -> float | None:
+        """The row's number: the mean over the group's seeds (a one-seed group: the run's own)."""
+        return self.record_value(key) if self.group.size == 1 else self.group.mean(key)
+
+    def record_value(self, key: str) -> float | None:
+        value = getattr(self.record, key)
+        return None if value is None else float(value)
+
+    def interval(self, key: str) -> tuple[float, float] | None:
+        return self.group.intervals.get(key)
 
 
 @dataclass(frozen=True)
@@ -69,22 +92,34 @@ def is_failed(record: RunRecord) -> bool:
     )
 
 
-def _order(record: RunRecord) -> tuple[float, str, str]:
-    return (-float(record.final_score or 0.0), record.created_at, record.run_id)
+def _final(group: SeedGroup) -> float:
+    value = group.first.final_score if group.size == 1 else group.mean("final_score")
+    return float(value or 0.0)
 
 
-def _group(record: RunRecord) -> tuple[str, str, str]:
+def _order(group: SeedGroup) -> tuple[float, str, str]:
+    return (-_final(group), group.created_at, group.group_id)
+
+
+def _variant(record: RunRecord) -> tuple[str, str, str]:
     return (record.role, record.submission_name, record.variant)
 
 
-def _flags(record: RunRecord) -> list[str]:
+def _flags(group: SeedGroup) -> list[str]:
+    record = group.first
     flags = []
     if record.role in REFERENCE_LABELS:
         flags.append(REFERENCE_LABELS[record.role])
-    if record.status == "SALVAGED":
-        flags.append("salvaged")
-    if record.unchanged and record.role != "reference-target":  # the target is unchanged by definition
+    salvaged = sum(r.status == "SALVAGED" for r in group.records)
+    if salvaged:
+        flags.append("salvaged" if group.size == 1 else f"salvaged ({salvaged} of {group.size} seeds)")
+    # the target is unchanged by definition
+    if any(r.unchanged for r in group.records) and record.role != "reference-target":
         flags.append("unchanged checkpoint")
+    if group.failed:
+        flags.append(f"{group.failed} of {group.size + group.failed} seeds failed (not averaged in)")
+    if group.note and group.size > 1:
+        flags.append(group.note)
     return flags
 
 
@@ -92,83 +127,101 @@ def _failure(record: RunRecord) -> str:
     return f"failed: {record.status}" if record.status not in SCORED_STATUSES else "failed: not scored"
 
 
-def _best(records: Iterable[RunRecord], all_runs: bool) -> dict[tuple[str, str, str], list[RunRecord]]:
-    """Records per group, best first; only the best unless all_runs."""
-    groups: dict[tuple[str, str, str], list[RunRecord]] = {}
-    for record in records:
-        groups.setdefault(_group(record), []).append(record)
-    for key, members in groups.items():
+def _best(groups: Iterable[SeedGroup], all_runs: bool) -> dict[tuple[str, str, str], list[SeedGroup]]:
+    """Groups per submission + variant, best first; only the best unless all_runs."""
+    out: dict[tuple[str, str, str], list[SeedGroup]] = {}
+    for group in groups:
+        out.setdefault(_variant(group.first), []).append(group)
+    for key, members in out.items():
         members.sort(key=_order)
-        groups[key] = members if all_runs else members[:1]
-    return groups
+        out[key] = members if all_runs else members[:1]
+    return out
 
 
 def _latest(records: Iterable[RunRecord], all_runs: bool) -> list[tuple[RunRecord, int]]:
-    groups: dict[tuple[str, str, str], list[RunRecord]] = {}
+    variants: dict[tuple[str, str, str], list[RunRecord]] = {}
     for record in records:
-        groups.setdefault(_group(record), []).append(record)
+        variants.setdefault(_variant(record), []).append(record)
     out = []
-    for members in groups.values():
+    for members in variants.values():
         members.sort(key=lambda r: (r.created_at, r.run_id))
         out.extend((r, len(members)) for r in (members if all_runs else members[-1:]))
     return sorted(out, key=lambda item: (item[0].created_at, item[0].run_id))
 
 
-def rank_board(records: Iterable[RunRecord], task: str, *, all_runs: bool = False) -> Board:
-    """The board of `task` from any records (records of other tasks are ignored)."""
+def _tie_marks(ranked: list[SeedGroup]) -> dict[str, bool]:
+    """group id -> tied with the leader (interval overlap); the leader is marked when anyone ties with it."""
+    leader = ranked[0] if ranked else None
+    lead = leader.intervals.get("final_score") if leader else None
+
+    def tied(group: SeedGroup) -> bool:
+        interval = group.intervals.get("final_score")
+        if group is leader or lead is None or interval is None:
+            return False
+        return interval[1] >= lead[0] and interval[0] <= lead[1]
+
+    marks = {g.group_id: tied(g) for g in ranked}
+    if leader is not None:
+        marks[leader.group_id] = any(marks.values())
+    return marks
+
+
+def rank_board(
+    records: Iterable[RunRecord], task: str, *, all_runs: bool = False, resamples: int = 1000, seed: int = 0
+) -> Board:
+    """The board of `task` from any records (records of other tasks are ignored). The shown groups of more
+    than one seed are bootstrapped from their run directories (`resamples`, `seed`)."""
     records = [r for r in records if r.task == task]
     failed = [r for r in records if is_failed(r)]
-    scored = [r for r in records if not is_failed(r)]
-    counts: dict[tuple[str, str, str], int] = {}
-    for record in scored:
-        counts[_group(record)] = counts.get(_group(record), 0) + 1
+    failed_per_group: dict[str, int] = {}
+    for record in failed:
+        failed_per_group[record.group_key] = failed_per_group.get(record.group_key, 0) + 1
+    groups = [
+        replace(g, failed=failed_per_group.get(g.group_id, 0))
+        for g in group_records(r for r in records if not is_failed(r))
+    ]
+    counts: dict[tuple[str, str, str], list[SeedGroup]] = {}
+    for group in groups:
+        counts.setdefault(_variant(group.first), []).append(group)
 
-    references = [r for r in scored if r.role != "entry"]
-    entries = [r for r in scored if r.role == "entry"]
-    has_threshold = any(r.eligible is not None for r in entries)
-    main = _best((r for r in entries if r.eligible is not False), all_runs)
-    below = _best((r for r in entries if r.eligible is False), all_runs)
+    def row(group: SeedGroup, rank: int | None = None, tied: bool = False) -> BoardRow:
+        same = counts[_variant(group.first)]
+        return BoardRow(group, rank, tied, tuple(_flags(group)), len(same), all(g.size == 1 for g in same))
+
+    def shown(chosen: dict[tuple[str, str, str], list[SeedGroup]]) -> list[SeedGroup]:
+        picked = (g for members in chosen.values() for g in members)
+        return sorted((with_intervals(g, n=resamples, seed=seed) for g in picked), key=_order)
+
+    entries = [g for g in groups if g.first.role == "entry"]
+    has_threshold = any(g.eligible is not None for g in entries)
+    main = _best((g for g in entries if g.eligible is not False), all_runs)
+    below = _best((g for g in entries if g.eligible is False), all_runs)
     if not all_runs:
-        # a variant's ineligible run is an honorary mention only when it beats the variant's best eligible run
-        below = {
-            key: runs
-            for key, runs in below.items()
-            if key not in main or runs[0].final_score > main[key][0].final_score  # type: ignore[operator]
-        }
+        # a variant's ineligible group is an honorary mention only when it beats the variant's best eligible one
+        below = {k: v for k, v in below.items() if k not in main or _final(v[0]) > _final(main[k][0])}
 
-    ranked_records = sorted((r for runs in main.values() for r in runs), key=_order)
-    leader = ranked_records[0] if ranked_records else None
-    leader_interval = leader.intervals.get("final_score") if leader else None
-
-    def tied(record: RunRecord) -> bool:
-        interval = record.intervals.get("final_score")
-        if leader is None or record is leader or leader_interval is None or interval is None:
-            return False
-        return interval[1] >= leader_interval[0] and interval[0] <= leader_interval[1]
-
-    rows: list[BoardRow] = []
-    any_tied = any(tied(r) for r in ranked_records)
-    for record in ranked_records:
-        rank = 1 + sum(1 for other in ranked_records if other.final_score > record.final_score)  # type: ignore[operator]
-        is_tied = tied(record) or (record is leader and any_tied)
-        rows.append(BoardRow(record, rank, is_tied, tuple(_flags(record)), counts[_group(record)]))
-    shown_refs = _best(references, all_runs)
-    for record in (r for runs in shown_refs.values() for r in runs):
-        rows.append(BoardRow(record, None, False, tuple(_flags(record)), counts[_group(record)]))
-    rows.sort(key=lambda row: (_order(row.record), row.reference))
-
-    below_rows = tuple(
-        BoardRow(r, None, False, tuple(_flags(r)), counts[_group(r)])
-        for r in sorted((r for runs in below.values() for r in runs), key=_order)
-    )
+    ranked = shown(main)
+    marks = _tie_marks(ranked)
+    rows = [row(g, 1 + sum(_final(o) > _final(g) for o in ranked), marks[g.group_id]) for g in ranked]
+    rows += [row(g) for g in shown(_best((g for g in groups if g.first.role != "entry"), all_runs))]
+    rows.sort(key=lambda r: (_order(r.group), r.reference))
+    below_rows = tuple(row(g) for g in shown(below))
     failed_rows = tuple(
-        BoardRow(r, None, False, (*_flags(r), _failure(r)), n) for r, n in _latest(failed, all_runs)
+        BoardRow(SeedGroup(r.run_id, (r,)), None, False, (*_flags(SeedGroup(r.run_id, (r,))), _failure(r)), n)
+        for r, n in _latest(failed, all_runs)
     )
     return Board(task, tuple(rows), below_rows, failed_rows, has_threshold, all_runs)
 
 
-def rank_all(records: Iterable[RunRecord], *, task: str | None = None, all_runs: bool = False) -> list[Board]:
+def rank_all(
+    records: Iterable[RunRecord],
+    *,
+    task: str | None = None,
+    all_runs: bool = False,
+    resamples: int = 1000,
+    seed: int = 0,
+) -> list[Board]:
     """One board per task (sorted by name), or only `task`'s."""
     records = list(records)
     tasks = [task] if task is not None else sorted({r.task for r in records})
-    return [rank_board(records, name, all_runs=all_runs) for name in tasks]
+    return [rank_board(records, name, all_runs=all_runs, resamples=resamples, seed=seed) for name in tasks]

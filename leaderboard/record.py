@@ -49,10 +49,26 @@ class RunRecord:
     peak_gpu_mb: float | None = None
     run_dir: str = ""
     harness_version: str = ""
+    #: the seed group this run belongs to (records sharing it are one board row); None: a group of its own
+    group_id: str | None = None
+    #: the run seed (passed as ``seed=k`` and used to seed Python, NumPy and torch); None when not set
+    seed: int | None = None
+    #: the seed of the world the task was built from (tiny task --world-seeds); None: the task's only world
+    world_seed: int | None = None
 
     @property
     def scored(self) -> bool:
         return self.final_score is not None
+
+    @property
+    def group_key(self) -> str:
+        """The id of this run's seed group: its group id, or its own run id when it has none."""
+        return self.group_id if self.group_id is not None else self.run_id
+
+    @property
+    def unit(self) -> tuple[int | None, int | None]:
+        """What pairs this run with another group's: (world seed, run seed)."""
+        return (self.world_seed, self.seed)
 
 
 def score_fields(scores: Any) -> dict[str, Any]:

@@ -27,12 +27,13 @@ from leaderboard.record import RunRecord
 #: PRAGMA application_id of a leaderboard file ("ULHB" in ASCII)
 APPLICATION_ID = 0x554C4842
 #: the schema version this code writes (PRAGMA user_version); see MIGRATIONS
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "leaderboard.sqlite"
 RESULTS_ENV = "UNLEARN_HARNESS_RESULTS"
 BUSY_TIMEOUT_S = 60.0
 
 _JSON_FIELDS = ("params", "terms", "intervals", "timings")
+_INT_FIELDS = ("seed", "world_seed")
 _BOOL_FIELDS = ("eligible", "unchanged")
 _REAL_FIELDS = (
     "task_aggregate",
@@ -87,6 +88,16 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
                BEGIN SELECT RAISE(ABORT, 'leaderboard records are immutable'); END""",
         ),
     ),
+    (
+        2,
+        "seed groups: group_id, seed, world_seed (older rows: NULL, each its own one-seed group)",
+        (
+            "ALTER TABLE runs ADD COLUMN group_id TEXT",
+            "ALTER TABLE runs ADD COLUMN seed INTEGER",
+            "ALTER TABLE runs ADD COLUMN world_seed INTEGER",
+            "CREATE INDEX runs_group ON runs (task, group_id)",
+        ),
+    ),
 )
 
 
@@ -98,6 +109,10 @@ def default_db(results_root: Path | None = None) -> Path:
 
 
 def _to_sql(value: Any, name: str) -> Any:
+    if name in _INT_FIELDS and value is not None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BoardError(f"a record's {name} must be an integer or None, not {value!r}")
+        return value
     if name in _JSON_FIELDS:
         return None if value is None else json.dumps(value, allow_nan=True)
     if name in _BOOL_FIELDS:
@@ -222,6 +237,35 @@ class Store:
                 time.sleep(0.05)
 
     # -- public API --------------------------------------------------------------------------------------
+    def check(self) -> None:
+        """Fail early (BoardError, one line naming the file) when a run could not be recorded here: the file
+        is corrupted, foreign or newer, or it (or the folder it would be created in) is not writable.
+
+        Cheap: one read of the header, SQLite's quick_check and a write lock taken and released; nothing is
+        written. The runner calls it before a run starts, so a bad database never costs a run's budget.
+        """
+        if self.path.is_dir():
+            raise BoardError(f"{self.path}: is a folder, not a leaderboard file")
+        if not self.path.exists():
+            folder = next((p for p in self.path.parents if p.exists()), Path("."))
+            if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+                raise BoardError(f"{self.path}: cannot be created: {folder} is not a writable folder")
+            return
+        for path, what in ((self.path, "the file"), (self.path.parent, "its folder")):
+            if not os.access(path, os.W_OK):
+                raise BoardError(f"{self.path}: not writable ({what} is read-only)")
+        with self._connect() as conn:
+            self._check(conn)
+            result = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+            if result != "ok":
+                raise BoardError(f"{self.path}: the leaderboard database is damaged ({result})")
+
+            def lock(conn: sqlite3.Connection) -> None:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("ROLLBACK")
+
+            self._with_retry(lock, conn)
+
     def add(self, record: RunRecord) -> None:
         """Store one record in one transaction. Records are immutable: an existing run id is an error."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -271,6 +315,29 @@ class Store:
                 f"{self.path}: run id prefix {run_id!r} is ambiguous ({len(matches)} runs: {shown})"
             )
         return matches[0]
+
+    def select(self, text: str) -> tuple[str, list[RunRecord]]:
+        """("run", [record]) or ("group", its records) for a run id, a group id, or a unique prefix of one
+        (exact ids first); BoardError when nothing or several things match."""
+        records = self.records()
+        runs = [r for r in records if r.run_id == text]
+        groups = sorted({r.group_id for r in records if r.group_id == text})
+        if not runs and not groups:
+            runs = [r for r in records if r.run_id.startswith(text)]
+            groups = sorted({r.group_id for r in records if r.group_id and r.group_id.startswith(text)})
+        found = [f"run {r.run_id}" for r in runs] + [f"group {g}" for g in groups]
+        if not found:
+            raise BoardError(f"{self.path}: no run or group with id {text!r}")
+        if len(found) > 1:
+            if not groups:  # the message the run-only lookup always gave
+                shown = ", ".join(r.run_id for r in runs[:5])
+                raise BoardError(
+                    f"{self.path}: run id prefix {text!r} is ambiguous ({len(runs)} runs: {shown})"
+                )
+            raise BoardError(f"{self.path}: id {text!r} is ambiguous ({', '.join(found[:5])})")
+        if runs:
+            return "run", runs
+        return "group", [r for r in records if r.group_id == groups[0]]
 
     def tasks(self) -> list[str]:
         """The task names with at least one record, sorted."""

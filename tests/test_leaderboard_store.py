@@ -111,7 +111,7 @@ def test_schema_version_and_migrations_table(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert [v for (v,) in conn.execute("SELECT version FROM schema_migrations")] == [1]
+    assert [v for (v,) in conn.execute("SELECT version FROM schema_migrations")] == [1, 2]
     conn.close()
 
 

@@ -390,13 +390,13 @@ def bootstrap_pair(
 
 
 # -- seed groups: the second level ---------------------------------------------------------------------------
-def seed_weights(units: int, n: int, seed: int = 0) -> np.ndarray:
+def seed_weights(units: int, n: int, seed: int = 0, stream: int | None = None) -> np.ndarray:
     """(n, units) multiplicities of the units (seeds) drawn with replacement in each of n resamples.
 
     Its own random stream, independent of the rows' draws, so a one-seed group's two-level interval is its
-    row interval exactly.
+    row interval exactly; ``stream`` gives further independent streams (groups on other seed sets).
     """
-    rng = np.random.default_rng([seed, _SEED_STREAM])
+    rng = np.random.default_rng([seed, _SEED_STREAM] + ([] if stream is None else [stream]))
     return rng.multinomial(units, np.full(units, 1.0 / units), size=n).astype(np.float64)
 
 

@@ -154,7 +154,9 @@ def compare_groups(
     paired: PairedBootstrap | None = None
     note = ""
     everyone = [*a.records, *b.records]
-    missing = [r.run_id for r in everyone if not r.run_dir or not (Path(r.run_dir) / "row_scores.csv").is_file()]
+    missing = [
+        r.run_id for r in everyone if not r.run_dir or not (Path(r.run_dir) / "row_scores.csv").is_file()
+    ]
     if missing:
         note = f"no intervals: the row-level artifacts of run {', '.join(dict.fromkeys(missing))} are not on disk"
     elif by_seed:

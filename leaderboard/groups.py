@@ -95,9 +95,7 @@ def group_records(records: Iterable[RunRecord]) -> list[SeedGroup]:
     members: dict[str, list[RunRecord]] = {}
     for record in records:
         members.setdefault(record.group_key, []).append(record)
-    return [
-        SeedGroup(key, tuple(sorted(runs, key=_unit_order))) for key, runs in members.items() if runs
-    ]
+    return [SeedGroup(key, tuple(sorted(runs, key=_unit_order))) for key, runs in members.items() if runs]
 
 
 def with_intervals(group: SeedGroup, *, n: int = 1000, seed: int = 0) -> SeedGroup:
@@ -106,9 +104,13 @@ def with_intervals(group: SeedGroup, *, n: int = 1000, seed: int = 0) -> SeedGro
     if group.size == 1:
         stored = dict(group.first.intervals)
         return replace(group, intervals=stored, row_intervals=stored)
-    missing = [r.run_id for r in group.records if not r.run_dir or not (Path(r.run_dir) / "row_scores.csv").is_file()]
+    missing = [
+        r.run_id for r in group.records if not r.run_dir or not (Path(r.run_dir) / "row_scores.csv").is_file()
+    ]
     if missing:
-        return replace(group, note=f"no intervals: the row-level artifacts of run {', '.join(missing)} are not on disk")
+        return replace(
+            group, note=f"no intervals: the row-level artifacts of run {', '.join(missing)} are not on disk"
+        )
     try:
         result = bootstrap_group(
             [r.run_dir for r in group.records], [r.world_seed for r in group.records], n=n, seed=seed

@@ -1,8 +1,10 @@
 """The board as one self-contained HTML page (inline CSS and SVG, no network resources).
 
-Per task: the ranked table (and the below-threshold and failed tables) and two trade-off plots with one point
-per shown run: forget efficacy (mean of the 6 inverted forget terms) against retain (mean of the 6 retain
-terms), and against utility (MMLU average). Reference rows are drawn as diamonds.
+Per task: the ranked table (and the below-threshold and failed tables), the spread of the final score (one
+dot per seed, the mean as a bar, the 95% interval as a line, per shown row) and two trade-off plots with one
+point per shown row (a group's mean, its seeds as small dots): forget efficacy (mean of the 6 inverted forget
+terms) against retain (mean of the 6 retain terms), and against utility (MMLU average). Reference rows are
+drawn as diamonds.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from datetime import datetime, timezone
 from html import escape
 
 from leaderboard.ranking import Board, BoardRow
-from leaderboard.render import SECTION_TITLES, board_sections, legend, row_cells, section_headers
+from leaderboard.render import SECTION_TITLES, board_sections, legend, row_cells, row_id, section_headers
 
 _CSS = """
 body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #1d2330; background: #fff; }
@@ -58,8 +60,21 @@ def _marker(kind: str, x: float, y: float, title: str = "") -> str:
     )
 
 
-def _plot(points: list[tuple[float, float, str, str, str]], y_title: str) -> str:
-    """points: (x, y, kind, label, tooltip) with x, y in [0, 1]."""
+def _seed_dot(x: float, y: float, kind: str, title: str) -> str:
+    _, fill, stroke = _STYLE[kind]
+    colour = stroke if fill == "#ffffff" else fill
+    return (
+        f'<circle class="seed" cx="{x}" cy="{y}" r="2.5" fill="{colour}" fill-opacity="0.45" stroke="none">'
+        f"<title>{escape(title)}</title></circle>"
+    )
+
+
+def _plot(
+    points: list[tuple[float, float, str, str, str]],
+    y_title: str,
+    seeds: list[tuple[float, float, str, str]] = (),  # type: ignore[assignment]
+) -> str:
+    """points: (x, y, kind, label, tooltip) with x, y in [0, 1]; seeds: (x, y, kind, tooltip) small dots."""
     width, height, left, right, top, bottom = 440, 380, 56, 16, 16, 48
     pw, ph = width - left - right, height - top - bottom
 
@@ -83,6 +98,8 @@ def _plot(points: list[tuple[float, float, str, str, str]], y_title: str) -> str
     parts.append(
         f'<text transform="translate(14 {top + ph / 2}) rotate(-90)" text-anchor="middle">{escape(y_title)} →</text>'
     )
+    for x, y, kind, tip in seeds:
+        parts.append(_seed_dot(sx(x), sy(y), kind, tip))
     for x, y, kind, label, tip in points:
         parts.append(_marker(kind, sx(x), sy(y), tip))
         parts.append(f'<text x="{sx(x) + 8}" y="{sy(y) - 6}">{escape(label)}</text>')
@@ -94,33 +111,102 @@ def _plot(points: list[tuple[float, float, str, str, str]], y_title: str) -> str
     return "".join(parts)
 
 
+def _label(row: BoardRow, kind: str) -> str:
+    if row.rank is not None:
+        return str(row.rank)
+    return "T" if kind == "reference-target" else "G" if kind == "reference-gold" else "h"
+
+
+def _shown(board: Board) -> list[tuple[BoardRow, str]]:
+    return [
+        (row, _point_kind(row, below))
+        for below, rows in ((False, board.ranked), (True, board.below_threshold))
+        for row in rows
+    ]
+
+
 def _plots(board: Board) -> str:
-    retain, utility = [], []
-    for below, rows in ((False, board.ranked), (True, board.below_threshold)):
-        for row in rows:
-            record = row.record
-            if record.terms is None or len(record.terms) != 12:
-                continue  # which terms are forget and which retain is only known for the full 12
-            forget = sum(record.terms[:6]) / 6
-            kind = _point_kind(row, below)
-            label = (
-                str(row.rank)
-                if row.rank is not None
-                else ("T" if kind == "reference-target" else "G" if kind == "reference-gold" else "h")
-            )
-            tip = f"{record.submission_name}/{record.variant} ({record.run_id})"
-            retain.append((forget, sum(record.terms[6:]) / 6, kind, label, tip))
-            if record.mmlu_average is not None:
-                utility.append((forget, record.mmlu_average, kind, label, tip))
+    retain, utility, retain_seeds, utility_seeds = [], [], [], []
+    for row, kind in _shown(board):
+        group = row.group
+        terms = group.terms()
+        if terms is None or len(terms) != 12:
+            continue  # which terms are forget and which retain is only known for the full 12
+        label, tip = _label(row, kind), f"{row.record.submission_name}/{row.record.variant} ({row_id(row)})"
+        retain.append((sum(terms[:6]) / 6, sum(terms[6:]) / 6, kind, label, tip))
+        mmlu = row.value("mmlu_average")
+        if mmlu is not None:
+            utility.append((sum(terms[:6]) / 6, mmlu, kind, label, tip))
+        if group.size > 1:
+            for record in group.records:
+                own = record.terms or ()
+                seed_tip = f"{tip}, seed {record.seed} ({record.run_id})"
+                retain_seeds.append((sum(own[:6]) / 6, sum(own[6:]) / 6, kind, seed_tip))
+                if record.mmlu_average is not None:
+                    utility_seeds.append((sum(own[:6]) / 6, record.mmlu_average, kind, seed_tip))
     keys = "".join(
         f'<svg width="16" height="16">{_marker(kind, 8, 8)}</svg> {escape(text)} &nbsp; '
         for kind, text in _LEGEND
     )
     return (
-        f'<div class="plots">{_plot(retain, "retain (mean of the 6 retain terms)")}'
-        f"{_plot(utility, 'utility (MMLU average)')}</div>"
+        f'<div class="plots">{_plot(retain, "retain (mean of the 6 retain terms)", retain_seeds)}'
+        f"{_plot(utility, 'utility (MMLU average)', utility_seeds)}</div>"
         f'<p class="legend">{keys}<br>Labels are ranks (T: target, G: gold, h: below the threshold); '
-        "hover a point for its run. Up and to the right is better.</p>"
+        "a group of seeds is drawn at its mean, its seeds as small dots; hover a point for its run. "
+        "Up and to the right is better.</p>"
+    )
+
+
+def _spread(board: Board) -> str:
+    """The final score of each shown row: one dot per seed, the mean as a bar, the 95% interval as a line."""
+    rows = [(row, kind) for row, kind in _shown(board) if row.value("final_score") is not None]
+    if not rows:
+        return ""
+    width, left, right, top, step = 640, 210, 20, 14, 22
+    height = top + step * len(rows) + 30
+    pw = width - left - right
+
+    def sx(v: float) -> float:
+        return round(left + max(0.0, min(1.0, v)) * pw, 1)
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img">']
+    for tick in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0):
+        parts.append(
+            f'<line x1="{sx(tick)}" y1="{top}" x2="{sx(tick)}" y2="{height - 30}" stroke="#e1e6ee"/>'
+        )
+        parts.append(f'<text x="{sx(tick)}" y="{height - 14}" text-anchor="middle">{tick:.1f}</text>')
+    for i, (row, kind) in enumerate(rows):
+        y = top + step * i + step / 2
+        _, fill, stroke = _STYLE[kind]
+        name = (
+            f"{_label(row, kind)}. {row.record.submission_name}/{row.record.variant} ({row.group.size} seed"
+        )
+        parts.append(
+            f'<text x="{left - 8}" y="{y + 4}" text-anchor="end">{escape(name)}{"s" * (row.group.size > 1)})</text>'
+        )
+        interval = row.interval("final_score")
+        if interval is not None:
+            parts.append(
+                f'<line x1="{sx(interval[0])}" y1="{y}" x2="{sx(interval[1])}" y2="{y}" stroke="{stroke}" '
+                'stroke-width="1.5" stroke-opacity="0.6"/>'
+            )
+        for record in row.group.records:
+            parts.append(
+                _seed_dot(
+                    sx(float(record.final_score or 0.0)), y, kind, f"seed {record.seed} ({record.run_id})"
+                )
+            )
+        mean = float(row.value("final_score") or 0.0)
+        parts.append(
+            f'<rect class="mean" x="{sx(mean) - 1.5}" y="{y - 7}" width="3" height="14" fill="{stroke}">'
+            f"<title>mean {mean:.4f}</title></rect>"
+        )
+    parts.append(f'<text x="{left + pw / 2}" y="{height - 1}" text-anchor="middle">final score →</text>')
+    parts.append("</svg>")
+    return (
+        f'<div class="spread">{"".join(parts)}</div><p class="legend">Final score per row: small dots are the '
+        "seeds, the bar is the mean, the line the 95% interval (two-level for a group, rows only for one seed)."
+        "</p>"
     )
 
 
@@ -159,6 +245,7 @@ def boards_to_html(boards: list[Board], *, title: str = "Unlearning leaderboard"
                 body.append(f"<h3>{escape(heading)}</h3>")
             body.append(_table(board, section, rows))
         body.append(f'<p class="legend">{escape(legend(board))}</p>')
+        body.append(_spread(board))
         body.append(_plots(board))
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

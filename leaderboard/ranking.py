@@ -167,10 +167,17 @@ def _tie_marks(ranked: list[SeedGroup]) -> dict[str, bool]:
 
 
 def rank_board(
-    records: Iterable[RunRecord], task: str, *, all_runs: bool = False, resamples: int = 1000, seed: int = 0
+    records: Iterable[RunRecord],
+    task: str,
+    *,
+    all_runs: bool = False,
+    resamples: int = 1000,
+    seed: int = 0,
+    intervals: bool = True,
 ) -> Board:
     """The board of `task` from any records (records of other tasks are ignored). The shown groups of more
-    than one seed are bootstrapped from their run directories (`resamples`, `seed`)."""
+    than one seed are bootstrapped from their run directories (`resamples`, `seed`; not when ``intervals``
+    is False: then only one-seed rows have their stored intervals, and ties are marked from those)."""
     records = [r for r in records if r.task == task]
     failed = [r for r in records if is_failed(r)]
     failed_per_group: dict[str, int] = {}
@@ -190,6 +197,8 @@ def rank_board(
 
     def shown(chosen: dict[tuple[str, str, str], list[SeedGroup]]) -> list[SeedGroup]:
         picked = (g for members in chosen.values() for g in members)
+        if not intervals:
+            return sorted(picked, key=_order)
         return sorted((with_intervals(g, n=resamples, seed=seed) for g in picked), key=_order)
 
     entries = [g for g in groups if g.first.role == "entry"]

@@ -14,7 +14,8 @@ from rich.text import Text
 
 from leaderboard.compare import Comparison
 from leaderboard.ranking import Board, BoardRow
-from leaderboard.record import HEADLINES
+from leaderboard.record import HEADLINES, RunRecord
+from leaderboard.stability import Stability
 
 HEADLINE_TITLES = {
     "final_score": "Final",
@@ -45,12 +46,21 @@ def _digits(key: str) -> int:
 
 
 def fmt_headline(row: BoardRow, key: str) -> str:
-    value = getattr(row.record, key)
+    """value [interval] for one seed; mean ±seed SD [two-level interval] for a group."""
+    value = row.value(key)
     text = fmt(value, _digits(key))
-    interval = row.record.intervals.get(key)
+    sd = row.group.sd(key)
+    if sd is not None and value is not None:
+        text += f" ±{fmt(sd)}"
+    interval = row.interval(key)
     if interval is not None and value is not None:
         text += f" [{fmt(interval[0])}, {fmt(interval[1])}]"
     return text
+
+
+def row_id(row: BoardRow) -> str:
+    """The id a row is known by: its group id for a group of several seeds, else its run id."""
+    return row.group.group_id if row.group.size > 1 else row.record.run_id
 
 
 def fmt_rank(row: BoardRow) -> str:
@@ -63,7 +73,10 @@ def row_flags(row: BoardRow, board: Board) -> list[str]:
     flags = list(row.flags)
     failed = any(f.startswith("failed") for f in row.flags)
     if row.runs > 1 and not board.all_runs:
-        flags.append(f"latest of {row.runs} failed runs" if failed else f"best of {row.runs} runs")
+        if failed:
+            flags.append(f"latest of {row.runs} failed runs")
+        else:
+            flags.append(f"best of {row.runs} {'runs' if row.single_runs else 'seed groups'}")
     if failed and row.record.message:
         flags.append(row.record.message)
     return flags
@@ -74,8 +87,21 @@ def board_sections(board: Board) -> list[tuple[str, tuple[BoardRow, ...]]]:
 
 
 # -- data forms ---------------------------------------------------------------------------------------------
+def _seed_dict(record: RunRecord) -> dict[str, Any]:
+    return {
+        "run_id": record.run_id,
+        "seed": record.seed,
+        "world_seed": record.world_seed,
+        "status": record.status,
+        **{key: getattr(record, key) for key in HEADLINES},
+        "auc": record.auc,
+        "run_dir": record.run_dir,
+    }
+
+
 def row_to_dict(row: BoardRow, board: Board) -> dict[str, Any]:
-    record = row.record
+    """Every field of a row; the headline numbers are the means over the group's seeds (one seed: the run's)."""
+    record, group = row.record, row.group
     return {
         "rank": row.rank,
         "tied_with_leader": row.tied,
@@ -90,12 +116,17 @@ def row_to_dict(row: BoardRow, board: Board) -> dict[str, Any]:
         "params": record.params,
         "role": record.role,
         "status": record.status,
-        **{key: getattr(record, key) for key in HEADLINES},
-        "auc": record.auc,
-        "eligible": record.eligible,
+        "group_id": record.group_id,
+        "seeds": group.size,
+        **{key: row.value(key) for key in HEADLINES},
+        "auc": row.value("auc"),
+        "sd": {key: group.sd(key) for key in HEADLINES},
+        "eligible": group.eligible,
         "unchanged": record.unchanged,
-        "intervals": {key: list(value) for key, value in record.intervals.items()},
-        "terms": list(record.terms) if record.terms is not None else None,
+        "intervals": {key: list(value) for key, value in group.intervals.items()},
+        "row_intervals": {key: list(value) for key, value in group.row_intervals.items()},
+        "terms": list(group.terms() or ()) if group.terms() is not None else None,
+        "per_seed": [_seed_dict(r) for r in group.records],
         "budget_used_s": record.budget_used_s,
         "run_dir": record.run_dir,
         "message": record.message,
@@ -116,10 +147,10 @@ def boards_to_json(boards: list[Board]) -> str:
 
 
 def boards_to_csv(boards: list[Board]) -> str:
-    columns = ["task", "section", "rank", "tied_with_leader", "reference", "run_id", "submission", "variant"]
-    columns += ["role", "status", "created_at"]
+    columns = ["task", "section", "rank", "tied_with_leader", "reference", "run_id", "group_id", "seeds"]
+    columns += ["submission", "variant", "role", "status", "created_at"]
     for key in (*HEADLINES, "auc"):
-        columns += [key] + ([f"{key}_low", f"{key}_high"] if key != "auc" else [])
+        columns += [key] + ([f"{key}_sd", f"{key}_low", f"{key}_high"] if key != "auc" else [])
     columns += ["eligible", "unchanged", "runs", "flags", "run_dir"]
     out = io.StringIO()
     writer = csv.DictWriter(out, columns, lineterminator="\n")
@@ -131,8 +162,9 @@ def boards_to_csv(boards: list[Board]) -> str:
                 line = {key: data.get(key) for key in columns}
                 line.update(task=board.task, section=section, flags="; ".join(data["flags"]))
                 for key in HEADLINES:
-                    low, high = row.record.intervals.get(key, (None, None))
+                    low, high = row.interval(key) or (None, None)
                     line[f"{key}_low"], line[f"{key}_high"] = low, high
+                    line[f"{key}_sd"] = row.group.sd(key)
                 writer.writerow(line)
     return out.getvalue()
 
@@ -155,9 +187,10 @@ def row_cells(row: BoardRow, board: Board, *, ranked: bool) -> list[str]:
     if any(f.startswith("failed") for f in row.flags):
         cells += [record.status, "; ".join(f for f in row_flags(row, board) if not f.startswith("failed"))]
     else:
+        cells.append(str(row.group.size))
         cells += [fmt_headline(row, key) for key in HEADLINES]
         cells.append(", ".join(row_flags(row, board)))
-    cells.append(record.run_id[:10])
+    cells.append(row_id(row)[:10])
     return cells
 
 
@@ -165,15 +198,20 @@ def section_headers(section: str) -> list[str]:
     if section == "failed":
         return ["Submission", "Variant", "Status", "Notes", "Run"]
     first = ["#"] if section == "ranked" else []
-    return [*first, "Submission", "Variant", *(HEADLINE_TITLES[k] for k in HEADLINES), "Flags", "Run"]
+    titles = (HEADLINE_TITLES[k] for k in HEADLINES)
+    return [*first, "Submission", "Variant", "Seeds", *titles, "Flags", "Run"]
 
 
 def legend(board: Board) -> str:
-    text = "Numbers: official score [95% bootstrap interval]. "
+    text = (
+        "Numbers: official score [95% bootstrap interval over rows]; for a group of seeds, the mean over seeds "
+        "±seed SD [95% two-level interval: seeds, then rows]. Seeds 1: a single run, its interval covers the "
+        "rows only. Run: the group id of a group. "
+    )
     text += f"{TIE_MARK}: the final-score interval overlaps the leader's (tied for rank 1). "
     text += "ref: reference row, not ranked."
     if not board.all_runs:
-        text += " Best run per submission + variant (--all-runs shows every run)."
+        text += " Best run or group per submission + variant (--all-runs shows every one)."
     return text
 
 
@@ -205,7 +243,7 @@ def render_boards(boards: list[Board], console: Console) -> None:
                 title += " — " + ("eligible" if section == "ranked" else SECTION_TITLES[section])
             table = Table(title=title, title_justify="left", show_lines=False)
             for header in section_headers(section):
-                numeric = header in HEADLINE_TITLES.values() or header == "#"
+                numeric = header in HEADLINE_TITLES.values() or header in ("#", "Seeds")
                 table.add_column(header, justify="right" if numeric else "left", overflow="fold")
             for row in rows:
                 style = "dim" if row.reference else ("red" if section == "failed" else None)
@@ -234,10 +272,18 @@ COMPARE_HEADERS = ["", "A", "B", "B - A", "95% interval (paired)", "Verdict for 
 
 def _compare_caption(comparison: Comparison) -> str:
     a, b = comparison.a, comparison.b
-    text = (
-        f"A = {a.run_id} ({a.submission_name}/{a.variant}), B = {b.run_id} ({b.submission_name}/{b.variant}); "
-        f"paired bootstrap, {comparison.resamples} resamples, seed {comparison.seed}"
-    )
+
+    def side(record: RunRecord, name: str) -> str:
+        return f"{name} ({record.submission_name}/{record.variant})"
+
+    text = f"A = {side(a, comparison.a_id)}, B = {side(b, comparison.b_id)}; "
+    if comparison.units:
+        text += (
+            f"means over {len(comparison.units)} seeds, paired by seed and by row (two-level bootstrap), "
+            f"{comparison.resamples} resamples, seed {comparison.seed}"
+        )
+    else:
+        text += f"paired bootstrap, {comparison.resamples} resamples, seed {comparison.seed}"
     if comparison.matched:
         text += " over " + ", ".join(f"{v} {k}" for k, v in comparison.matched.items())
     if comparison.note:
@@ -246,7 +292,8 @@ def _compare_caption(comparison: Comparison) -> str:
 
 
 def render_comparison(comparison: Comparison, console: Console) -> None:
-    table = Table(title=f"Task {comparison.a.task}: B compared with A", title_justify="left")
+    title = f"Task {comparison.a.task}: B compared with A" + (" (seed groups)" if comparison.units else "")
+    table = Table(title=title, title_justify="left")
     for header in COMPARE_HEADERS:
         table.add_column(header, justify="left" if header in ("", "Verdict for B") else "right")
     styles = {"better": "green", "worse": "red"}
@@ -265,8 +312,16 @@ def comparison_to_markdown(comparison: Comparison) -> str:
 def comparison_to_json(comparison: Comparison) -> str:
     data = {
         "task": comparison.a.task,
-        "a": comparison.a.run_id,
-        "b": comparison.b.run_id,
+        "a": comparison.a_id,
+        "b": comparison.b_id,
+        "a_runs": [r.run_id for r in comparison.a_group.records]
+        if comparison.a_group
+        else [comparison.a.run_id],
+        "b_runs": [r.run_id for r in comparison.b_group.records]
+        if comparison.b_group
+        else [comparison.b.run_id],
+        "paired_by_seed": bool(comparison.units),
+        "units": [{"world_seed": w, "seed": s} for w, s in comparison.units],
         "resamples": comparison.resamples,
         "seed": comparison.seed,
         "matched": comparison.matched,
@@ -286,3 +341,52 @@ def comparison_to_json(comparison: Comparison) -> str:
         ],
     }
     return json.dumps(data, indent=2)
+
+
+# -- stability ----------------------------------------------------------------------------------------------
+def _rank_or_dash(value: int | None) -> str:
+    return "—" if value is None else str(value)
+
+
+def stability_to_json(result: Stability) -> str:
+    data = {
+        "task": result.task,
+        "resamples": result.resamples,
+        "seed": result.seed,
+        "kendall_tau_v3_v1": result.tau_v1,
+        "kendall_tau_v3_v2": result.tau_v2,
+        "ranks_changed_without_mia": result.changed_without_mia,
+        "note": result.note,
+        "variants": [dict(row.__dict__) for row in result.rows],
+    }
+    return json.dumps(data, indent=2)
+
+
+def render_stability(result: Stability, console: Console) -> None:
+    table = Table(title=f"Task {result.task}: ranking stability", title_justify="left")
+    headers = ["#", "Submission", "Variant", "Seeds", "Final", "P(rank 1)", "E[rank]", "V1 #", "V2 #"]
+    for header in [*headers, "# without MIA"]:
+        table.add_column(header, justify="left" if header in ("Submission", "Variant") else "right")
+    for row in result.rows:
+        table.add_row(
+            str(row.rank),
+            row.submission,
+            row.variant,
+            str(row.seeds),
+            fmt(row.final_score, 4),
+            f"{row.p_rank1:.3f}",
+            f"{row.expected_rank:.2f}",
+            _rank_or_dash(row.rank_v1),
+            _rank_or_dash(row.rank_v2),
+            _rank_or_dash(row.rank_without_mia),
+        )
+    console.print(table)
+    tau = f"Kendall's tau of the V3 ranking with V1: {fmt(result.tau_v1)}, with V2: {fmt(result.tau_v2)}. "
+    changed = "—" if result.changed_without_mia is None else str(result.changed_without_mia)
+    caption = (
+        f"{tau}Ranks that change without the MIA term: {changed} of {len(result.rows)}. "
+        f"Two-level bootstrap (seeds, then rows), {result.resamples} resamples, seed {result.seed}."
+    )
+    if result.note:
+        caption += f" Note: {result.note}."
+    console.print(Text(caption, style="dim"), soft_wrap=True)

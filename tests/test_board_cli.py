@@ -173,7 +173,9 @@ def test_html_page_is_self_contained(demo_db: Path, capsys, tmp_path: Path) -> N
     html = page.read_text()
     # two plots, one point per shown run in each: 4 ranked entries + 1 below the threshold as circles, the 2
     # reference rows as diamonds; the legend adds 2 circles and 2 diamonds
-    assert html.count("<circle") == 2 * 5 + 2 and html.count("<polygon") == 2 * 2 + 2
+    assert html.count("<circle cx") == 2 * 5 + 2 and html.count("<polygon") == 2 * 2 + 2
+    # the spread plot: one dot per seed (every row here is one run) and one mean bar per shown row (6 + 1)
+    assert html.count('<circle class="seed"') == 7 and html.count('<rect class="mean"') == 7
     for resource in ("<script", "<link", "src=", "url(", "@import", "https://"):
         assert resource not in html
     assert html.replace('xmlns="http://www.w3.org/2000/svg"', "").count("http://") == 0

@@ -1,4 +1,5 @@
-"""CLI commands `board` (the ranked leaderboard) and `board compare RUN_A RUN_B` (is B really better than A?).
+"""CLI commands `board` (the ranked leaderboard), `board compare A B` (is B really better than A?) and
+`board stability --task T` (how stable is the ranking?).
 
 Glue only: the leaderboard package stores, ranks and renders; this module picks the database, turns the
 leaderboard's errors into one-line user errors and writes the output (atomically when to a file).
@@ -19,10 +20,10 @@ from rich.console import Console
 
 from harness.cli._group import cli
 from harness.errors import HarnessError
-from leaderboard.compare import compare_records
+from leaderboard.compare import compare_selected
 from leaderboard.errors import BoardError
 from leaderboard.html import boards_to_html
-from leaderboard.ranking import rank_all
+from leaderboard.ranking import rank_all, rank_board
 from leaderboard.render import (
     boards_to_csv,
     boards_to_json,
@@ -31,7 +32,10 @@ from leaderboard.render import (
     comparison_to_markdown,
     render_boards,
     render_comparison,
+    render_stability,
+    stability_to_json,
 )
+from leaderboard.stability import board_stability
 from leaderboard.store import Store, default_db
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
@@ -103,6 +107,9 @@ def board(
 ) -> None:
     """Rank the recorded runs like the official site, with 95% bootstrap intervals.
 
+    One row per seed group (runs recorded together by `run --seeds`): the mean over its seeds, the seed SD and
+    a two-level interval (seeds, then rows); a single run is a group of one seed.
+
     For a task with an MMLU threshold, runs below it are listed apart (honorary mentions). Reference rows
     (the untouched target, the retain-only gold model) are shown but not ranked; failed runs are listed with
     their status. --format html writes one self-contained page with trade-off plots.
@@ -139,8 +146,8 @@ def board(
 
 
 @board.command()
-@click.argument("run_a")
-@click.argument("run_b")
+@click.argument("a")
+@click.argument("b")
 @click.option(
     "--resamples", default=1000, show_default=True, type=click.IntRange(min=1), help="Bootstrap resamples."
 )
@@ -154,8 +161,8 @@ def board(
 @click.pass_context
 def compare(
     ctx: click.Context,
-    run_a: str,
-    run_b: str,
+    a: str,
+    b: str,
     resamples: int,
     seed: int,
     fmt: str,
@@ -163,15 +170,17 @@ def compare(
     output: Path | None,
     db: Path | None,
 ) -> None:
-    """Is run B better than run A? Differences B - A with paired bootstrap intervals.
+    """Is B better than A? Differences B - A with paired bootstrap intervals.
 
-    RUN_A and RUN_B are run ids or unique prefixes of them. Both runs are resampled with the same rows; a
-    headline number is "better" or "worse" when its whole 95% interval is above or below 0.
+    A and B are run ids or group ids, or unique prefixes of them. Two runs are resampled with the same rows.
+    A group is compared by its mean over seeds, paired with the other side seed by seed (both must have the
+    same seeds) and row by row. A headline number is "better" or "worse" when its whole 95% interval is
+    above or below 0.
     """
     fmt = "json" if as_json else fmt
     with _user_errors():
         store = _store(db if db is not None else (ctx.obj or {}).get("board_db"))
-        comparison = compare_records(store.get(run_a), store.get(run_b), n=resamples, seed=seed)
+        comparison = compare_selected(store.select(a), store.select(b), n=resamples, seed=seed)
     if fmt == "table" and output is None:
         render_comparison(comparison, _console())
         return
@@ -182,3 +191,53 @@ def compare(
     else:
         text = comparison_to_json(comparison) if fmt == "json" else comparison_to_markdown(comparison)
     _write(text, output)
+
+
+@board.command()
+@click.option("--task", "task", metavar="NAME", help="The task (default: the only task with runs).")
+@click.option(
+    "--resamples", default=1000, show_default=True, type=click.IntRange(min=1), help="Bootstrap resamples."
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Bootstrap seed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file.")
+@click.option("--db", type=click.Path(path_type=Path), help="Leaderboard database (as for `board`).")
+@click.pass_context
+def stability(
+    ctx: click.Context,
+    task: str | None,
+    resamples: int,
+    seed: int,
+    as_json: bool,
+    output: Path | None,
+    db: Path | None,
+) -> None:
+    """How stable is the ranking? P(rank 1) and expected rank under the two-level resampling.
+
+    For the ranked variants (best group of each): the probability of rank 1 and the expected rank when the
+    seeds and then the rows are resampled; the ranks under the V1 and V2 formulas and Kendall's tau of the
+    V3 ranking with each; how many ranks change without the MIA term.
+    """
+    with _user_errors():
+        store = _store(db if db is not None else (ctx.obj or {}).get("board_db"))
+        records = store.records()
+        known = sorted({r.task for r in records})
+        if task is None:
+            if len(known) != 1:
+                shown = ", ".join(known) or "none"
+                raise HarnessError(f"{store.path}: pass --task (tasks with runs: {shown})")
+            task = known[0]
+        if task not in known:
+            shown = ", ".join(known) or "none"
+            raise HarnessError(f"{store.path}: no runs recorded for task {task!r} (tasks with runs: {shown})")
+        board_rows = rank_board(records, task, intervals=False)
+        result = board_stability(board_rows, n=resamples, seed=seed)
+    if as_json:
+        _write(stability_to_json(result), output)
+        return
+    if output is None:
+        render_stability(result, _console())
+        return
+    console = Console(record=True, width=200, file=io.StringIO())
+    render_stability(result, console)
+    _write(_plain(console), output)

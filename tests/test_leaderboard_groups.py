@@ -1,0 +1,225 @@
+"""Seed groups on the board: aggregates, the two-level interval, paired group comparison and stability."""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from leaderboard.bootstrap import bootstrap_group, bootstrap_pair, bootstrap_run
+from leaderboard.compare import compare_groups, compare_selected
+from leaderboard.errors import BoardError
+from leaderboard.groups import group_records
+from leaderboard.ranking import rank_board
+from leaderboard.stability import board_stability
+
+sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "leaderboard"))
+from fabricate import constant_run, fabricate_group, fabricate_run, make_record  # noqa: E402
+
+HEADLINES = ("final_score", "task_aggregate", "mia_score", "mmlu_average")
+
+
+def width(interval: tuple[float, float]) -> float:
+    return interval[1] - interval[0]
+
+
+def copies(source: Path, root: Path, count: int) -> list[Path]:
+    """`count` identical run directories: seeds that all agree."""
+    out = []
+    for i in range(count):
+        shutil.copytree(source, root / f"copy{i}")
+        out.append(root / f"copy{i}")
+    return out
+
+
+def test_seed_variance_widens_the_two_level_interval(tmp_path: Path) -> None:
+    records = fabricate_group(
+        tmp_path, "g1", [0, 1, 2], forget_by_seed={0: 0.05, 1: 0.35, 2: 0.7}, rows=40, mia_shift=0.1
+    )
+    result = bootstrap_group([r.run_dir for r in records], n=600)
+    for key in ("final_score", "task_aggregate"):
+        assert width(result.intervals[key]) > 1.5 * width(result.row_intervals[key]), key
+    # the interval is of the mean over seeds: it holds the mean, not necessarily each seed
+    finals = [r.final_score for r in records]
+    low, high = result.intervals["final_score"]
+    assert low < statistics.mean(finals) < high
+
+
+def test_seeds_that_agree_give_the_row_interval(tmp_path: Path) -> None:
+    fabricate_run(tmp_path / "one", seed=3, rows=25, mia_shift=0.2)
+    dirs = copies(tmp_path / "one", tmp_path, 3)
+    result = bootstrap_group(dirs, n=500)
+    alone = bootstrap_run(tmp_path / "one", n=500)
+    for key in HEADLINES:
+        assert result.intervals[key] == pytest.approx(result.row_intervals[key], abs=1e-12), key
+        assert result.intervals[key] == pytest.approx(alone[key], abs=1e-12), key
+
+
+def test_a_one_seed_group_is_its_run(tmp_path: Path) -> None:
+    fabricate_run(tmp_path / "one", seed=4, rows=20)
+    result = bootstrap_group([tmp_path / "one"], n=300, seed=2)
+    assert result.intervals == result.row_intervals == bootstrap_run(tmp_path / "one", n=300, seed=2)
+
+
+def test_board_has_one_row_per_group_with_mean_and_seed_sd(tmp_path: Path) -> None:
+    group = fabricate_group(tmp_path, "grp", [0, 1, 2], forget_by_seed={0: 0.1, 1: 0.3, 2: 0.5}, rows=30)
+    single = fabricate_run(tmp_path / "solo", seed=9, forget=0.9, rows=30)
+    solo = make_record(
+        "solo",
+        single,
+        tmp_path / "solo",
+        minute=9,
+        submission_name="ga",
+        intervals=bootstrap_run(tmp_path / "solo"),
+    )
+    records = [*group, solo]
+    board = rank_board(records, "tiny", resamples=300)
+    assert [(row.group.group_id, row.group.size, row.rank) for row in board.ranked] == [
+        ("grp", 3, 1),
+        ("solo", 1, 2),
+    ]
+    row = board.ranked[0]
+    finals = [r.final_score for r in group]
+    assert row.value("final_score") == pytest.approx(statistics.mean(finals))
+    assert row.group.sd("final_score") == pytest.approx(statistics.stdev(finals))
+    assert board.ranked[1].group.sd("final_score") is None  # one seed: no SD
+    assert board.ranked[1].interval("final_score") == solo.intervals["final_score"]  # its stored row interval
+    low, high = row.interval("final_score")
+    assert low < row.value("final_score") < high
+
+
+def test_a_failed_seed_is_listed_and_not_averaged(tmp_path: Path) -> None:
+    group = fabricate_group(tmp_path, "g", [0, 1], rows=15)
+    crashed = make_record("g-run2", None, minute=5, group_id="g", seed=2, status="CRASHED")
+    board = rank_board([*group, crashed], "tiny", resamples=100)
+    (row,) = board.ranked
+    assert row.group.size == 2 and "1 of 3 seeds failed (not averaged in)" in row.flags
+    assert [r.record.run_id for r in board.failed] == ["g-run2"]
+
+
+def test_group_comparison_pairs_by_seed_and_row(tmp_path: Path) -> None:
+    a = fabricate_group(tmp_path, "a", [0, 1, 2], forget=0.7, rows=40)
+    b = fabricate_group(tmp_path, "b", [2, 0, 1], forget=0.1, rows=40, submission="rmu")
+    comparison = compare_selected(("group", a), ("group", b), n=300)
+    lines = {line.key: line for line in comparison.lines}
+    assert comparison.units == ((None, 0), (None, 1), (None, 2))
+    assert lines["task_aggregate"].verdict == "better"
+    mean_a = statistics.mean(r.task_aggregate for r in a)
+    mean_b = statistics.mean(r.task_aggregate for r in b)
+    assert lines["task_aggregate"].diff == pytest.approx(mean_b - mean_a)
+    # a group against itself: every difference is exactly 0
+    same = compare_groups(*group_records(a), *group_records(a), n=100)
+    assert {line.interval for line in same.lines if line.interval} == {(0.0, 0.0)}
+
+
+def test_one_seed_groups_compare_as_the_paired_run_bootstrap(tmp_path: Path) -> None:
+    (a,) = fabricate_group(tmp_path, "a", [0], forget=0.6, rows=20)
+    (b,) = fabricate_group(tmp_path, "b", [0], forget=0.2, rows=20)
+    by_seed = compare_selected(("group", [a]), ("group", [b]), n=200)
+    paired = bootstrap_pair(a.run_dir, b.run_dir, n=200)
+    assert {line.key: line.interval for line in by_seed.lines if line.key in HEADLINES} == {
+        key: paired.diffs[key] for key in HEADLINES
+    }
+
+
+def test_different_seed_sets_are_one_clear_error(tmp_path: Path) -> None:
+    a = fabricate_group(tmp_path, "a", [0, 1, 2], rows=10)
+    b = fabricate_group(tmp_path, "b", [0, 1], rows=10)
+    with pytest.raises(BoardError) as info:
+        compare_selected(("group", a), ("group", b), n=50)
+    message = str(info.value)
+    assert message == (
+        "a and b were run on different seed sets ({0, 1, 2} vs {0, 1}): compare groups run on the same seeds"
+    )
+    with pytest.raises(BoardError, match="different seed sets"):
+        compare_selected(("group", a), ("run", [b[0]]), n=50)
+
+
+def hand_made_board(root: Path) -> list:
+    """A: seeds 0 and 1 with finals 0.7 and 0.5; B: one seed, 0.55 (its MIA score 0); C: three seeds of 0.4.
+
+    Every row of a run scores the same, so only the seeds vary: A's resampled mean is 0.7 (1/4), 0.6 (1/2)
+    or 0.5 (1/4), B's is 0.55 and C's 0.4. By hand: P(rank 1) = 3/4, 1/4, 0; E[rank] = 1.25, 1.75, 3.
+    """
+    plan = [
+        ("A", 0, dict(term=0.6, mmlu=0.5)),
+        ("A", 1, dict(term=0.25, mmlu=0.25)),
+        ("B", 0, dict(term=0.9, mmlu=0.75, auc=1.0)),
+        ("C", 0, dict(term=0.1, mmlu=0.1)),
+        ("C", 1, dict(term=0.1, mmlu=0.1)),
+        ("C", 2, dict(term=0.1, mmlu=0.1)),
+    ]
+    records = []
+    for minute, (name, seed, kwargs) in enumerate(plan):
+        run_dir = root / f"{name}{seed}"
+        numbers = constant_run(run_dir, **kwargs)
+        records.append(
+            make_record(
+                f"{name}-{seed}",
+                numbers,
+                run_dir,
+                minute=minute,
+                submission_name=name,
+                group_id=f"group-{name}",
+                seed=seed,
+            )
+        )
+    return records
+
+
+def test_stability_on_a_hand_made_board(tmp_path: Path) -> None:
+    records = hand_made_board(tmp_path)
+    finals = {r.run_id: r.final_score for r in records}
+    assert finals["A-0"] == pytest.approx(0.7) and finals["A-1"] == pytest.approx(0.5)
+    assert finals["B-0"] == pytest.approx(0.55) and finals["C-2"] == pytest.approx(0.4)
+    result = board_stability(rank_board(records, "tiny", intervals=False), n=4000, seed=1)
+    rows = {row.submission: row for row in result.rows}
+    assert [rows[k].rank for k in "ABC"] == [1, 2, 3]
+    # 3 standard errors of a proportion near 3/4 over 4,000 resamples: 0.021
+    assert rows["A"].p_rank1 == pytest.approx(0.75, abs=0.021)
+    assert rows["B"].p_rank1 == pytest.approx(0.25, abs=0.021)
+    assert rows["C"].p_rank1 == 0.0
+    assert rows["A"].expected_rank == pytest.approx(1.25, abs=0.021)
+    assert rows["C"].expected_rank == 3.0
+    assert sum(row.p_rank1 for row in result.rows) == pytest.approx(1.0)
+    # V2 (MIA term 1 - AUC): A 0.4333, B 0.55, C 0.2333 -> B first; V1 (HM with AUC and MMLU): B 0.894,
+    # A 0.421, C 0.106. One pair of three swaps: tau = (2 - 1) / 3. Without MIA: A 0.4, B 0.825, C 0.1
+    assert (rows["A"].rank_v2, rows["B"].rank_v2, rows["C"].rank_v2) == (2, 1, 3)
+    assert (rows["A"].rank_v1, rows["B"].rank_v1, rows["C"].rank_v1) == (2, 1, 3)
+    assert result.tau_v1 == pytest.approx(1 / 3) and result.tau_v2 == pytest.approx(1 / 3)
+    assert result.changed_without_mia == 2
+
+
+def test_stability_pairs_groups_on_the_same_seeds(tmp_path: Path) -> None:
+    """Two groups on the same seeds draw the same seeds: B (A's runs, each +0.01) is first every time."""
+    records = []
+    for name, bump in (("A", 0.0), ("B", 0.01)):
+        for seed, term in ((0, 0.2), (1, 0.8)):
+            run_dir = tmp_path / f"{name}{seed}"
+            numbers = constant_run(run_dir, term=term + bump, mmlu=0.5)
+            records.append(
+                make_record(f"{name}{seed}", numbers, run_dir, submission_name=name, group_id=name, seed=seed)
+            )
+    result = board_stability(rank_board(records, "tiny", intervals=False), n=500)
+    assert {row.submission: row.p_rank1 for row in result.rows} == {"B": 1.0, "A": 0.0}
+
+
+def test_stability_bad_input(tmp_path: Path) -> None:
+    (only,) = fabricate_group(tmp_path, "g", [0], rows=10)
+    with pytest.raises(BoardError, match="stability needs at least two ranked variants, found 1"):
+        board_stability(rank_board([only], "tiny", intervals=False))
+    gone = make_record("gone", None, submission_name="x", final_score=0.9, run_dir=str(tmp_path / "nowhere"))
+    with pytest.raises(BoardError, match="run gone: its row-level artifacts are not on disk"):
+        board_stability(rank_board([only, gone], "tiny", intervals=False))
+
+
+def test_worlds_draw_their_own_rows(tmp_path: Path) -> None:
+    """Runs of two worlds (other data, other row ids) still bootstrap together: rows are drawn per world."""
+    fabricate_run(tmp_path / "w0", seed=1, rows=20)
+    fabricate_run(tmp_path / "w1", seed=2, rows=20)
+    together = bootstrap_group([tmp_path / "w0", tmp_path / "w1"], [0, 1], n=200)
+    assert np.isfinite(together.intervals["final_score"]).all()

@@ -149,6 +149,8 @@ class Store:
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
+        if self.path.is_dir():
+            raise BoardError(f"{self.path}: is a folder, not a leaderboard file")
         if self.path.exists():
             with self._connect() as conn:
                 self._check(conn)

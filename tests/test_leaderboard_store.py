@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -193,3 +194,125 @@ def test_twenty_processes_recording_at_once_lose_nothing(tmp_path: Path) -> None
     for record in records:
         index, k = record.run_id[1:].split("-")
         assert record.submission_name == f"sub{int(index)}" and record.variant == k
+
+
+def old_schema_database(path: Path, run_ids: list[str]) -> None:
+    """A leaderboard as schema 1 wrote it (before seed groups), with a few rows."""
+    from leaderboard.store import MIGRATIONS
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL,"
+        " applied_at TEXT NOT NULL)"
+    )
+    for statement in MIGRATIONS[0][2]:
+        conn.execute(statement)
+    conn.execute("INSERT INTO schema_migrations VALUES (1, 'runs table, immutable records', '2026-01-01')")
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 1")
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(runs)")]
+    assert "group_id" not in columns
+    for minute, run_id in enumerate(run_ids):
+        values = {name: "" for name in columns}
+        values.update(
+            run_id=run_id,
+            created_at=f"2026-01-01T00:0{minute}:00+00:00",
+            task="tiny",
+            params="{}",
+            status="OK",
+            role="entry",
+            variant="default",
+            final_score=0.5 + minute / 10,
+            unchanged=0,
+            intervals="{}",
+            timings="{}",
+            terms=None,
+            eligible=None,
+        )
+        for name in ("task_aggregate", "auc", "mia_score", "mmlu_average", "budget_s", "budget_used_s"):
+            values[name] = None
+        values.update(peak_rss_mb=None, peak_gpu_mb=None)
+        conn.execute(
+            f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})",
+            [values[name] for name in columns],
+        )
+    conn.close()
+
+
+def test_an_old_schema_database_is_read_and_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "lb.sqlite"
+    old_schema_database(path, ["old1", "old2"])
+    store = Store(path)
+    old = store.records()  # reading does not migrate: the old rows are each their own one-seed group
+    assert [(r.run_id, r.group_id, r.seed, r.world_seed, r.group_key) for r in old] == [
+        ("old1", None, None, None, "old1"),
+        ("old2", None, None, None, "old2"),
+    ]
+    new = make_record("new", None, minute=5, group_id="g7", seed=2, world_seed=1)
+    store.add(new)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert [v for (v,) in conn.execute("SELECT version FROM schema_migrations")] == [1, 2]
+    assert "runs_group" in {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    conn.close()
+    back = store.records()
+    assert [r.run_id for r in back] == ["old1", "old2", "new"]
+    assert back[:2] == old and back[2] == new and back[2].unit == (1, 2)
+
+
+def test_a_failed_migration_leaves_the_old_schema_whole(tmp_path: Path) -> None:
+    path = tmp_path / "lb.sqlite"
+    old_schema_database(path, ["old1"])
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE INDEX runs_group ON runs (task)")  # the migration's last statement will now fail
+    conn.commit()
+    conn.close()
+    with pytest.raises(BoardError, match=r"lb\.sqlite: leaderboard database error: index runs_group already"):
+        Store(path).add(make_record("new", None, group_id="g"))
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert "group_id" not in [row[1] for row in conn.execute("PRAGMA table_info(runs)")]  # ALTERs rolled back
+    assert [v for (v,) in conn.execute("SELECT version FROM schema_migrations")] == [1]
+    conn.close()
+    assert [r.run_id for r in Store(path).records()] == ["old1"]
+
+
+@pytest.mark.parametrize("bad", ["1", 1.5, True])
+def test_a_non_integer_seed_is_refused_and_nothing_recorded(tmp_path: Path, bad) -> None:
+    store = Store(tmp_path / "lb.sqlite")
+    with pytest.raises(BoardError, match=r"a record's seed must be an integer or None, not "):
+        store.add(make_record("r1", None, seed=bad))
+    assert store.records() == []
+
+
+def test_check_fails_early_on_what_would_fail_a_record(tmp_path: Path) -> None:
+    fresh = Store(tmp_path / "sub" / "lb.sqlite")
+    fresh.check()  # a file not yet created in a folder that can be created: fine, and nothing is made
+    assert not (tmp_path / "sub").exists()
+    fresh.add(make_record("r1", None))
+    fresh.check()
+    corrupt = tmp_path / "bad.sqlite"
+    corrupt.write_bytes(b"this is not a database at all" * 100)
+    store = object.__new__(Store)  # Store() itself refuses the file; check() must too, on its own
+    store.path = corrupt
+    with pytest.raises(BoardError, match=r"bad\.sqlite: not a valid SQLite leaderboard"):
+        store.check()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(BoardError, match=r"cannot be created: .*a-file is not a writable folder"):
+        Store(blocker / "lb.sqlite").check()
+    with pytest.raises(BoardError, match="is a folder"):
+        Store(tmp_path).check()
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root may write read-only files")
+def test_check_refuses_a_read_only_database(tmp_path: Path) -> None:
+    store = Store(tmp_path / "lb.sqlite")
+    store.add(make_record("r1", None))
+    store.path.chmod(0o444)
+    try:
+        with pytest.raises(BoardError, match="not writable"):
+            store.check()
+    finally:
+        store.path.chmod(0o644)

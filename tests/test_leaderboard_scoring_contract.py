@@ -1,13 +1,17 @@
-"""The bootstrap reads what the official scorer writes: score_directory's row_scores.csv and the MIA/MMLU files."""
+"""The leaderboard against the official scorer: the bootstrap reads what score_directory writes, and the
+array formulas (leaderboard.formulas) give harness.scoring's headline numbers for V1, V2 and V3."""
 
 from __future__ import annotations
 
 import csv
 import json
+import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from leaderboard import formulas
 from leaderboard.bootstrap import bootstrap_run, load_run
 
 EXPECTED_SC = "the quick brown fox jumps over the lazy dog near the river bank"
@@ -74,3 +78,35 @@ def test_bootstrap_reads_score_directory_output(tmp_path: Path) -> None:
     for key in ("final_score", "task_aggregate", "mia_score", "mmlu_average"):
         low, high = intervals[key]
         assert low <= getattr(scores, key) <= high, key
+
+
+def random_cases(count: int) -> list[tuple[list[float], float, float]]:
+    rng = random.Random(11)
+    cases = []
+    for i in range(count):
+        terms = [rng.choice([0.0, 1.0, rng.random()]) if i % 4 == 0 else rng.random() for _ in range(12)]
+        cases.append((terms, rng.random(), rng.random()))
+    cases.append(([0.5] * 12, 0.5, 0.4))
+    cases.append(([1.0] * 11 + [0.0], 1.0, 0.0))
+    return cases
+
+
+@pytest.mark.parametrize("version", ["v1", "v2", "v3"])
+def test_the_array_formulas_are_the_scorers(version: str) -> None:
+    """leaderboard.formulas (vectorised, for the bootstrap) against harness.scoring (stdlib, bit-exact)."""
+    from harness.scoring.official import headline_numbers
+
+    cases = random_cases(200)
+    terms = np.array([c[0] for c in cases])
+    auc, mmlu = np.array([c[1] for c in cases]), np.array([c[2] for c in cases])
+    finals = formulas.final_score(terms, auc, mmlu, version)
+    hms = formulas.harmonic_mean(terms)
+    zero_seen = False
+    for i, (t, a, m) in enumerate(cases):
+        task_aggregate, mia, final = headline_numbers(t, a, m, version)
+        zero_seen |= task_aggregate == 0
+        assert hms[i] == pytest.approx(task_aggregate, abs=1e-12)
+        assert finals[i] == pytest.approx(final, abs=1e-12)
+        if version != "v1":
+            assert formulas.mia_score(a, version) == mia  # the same operations: bit-exact on floats
+    assert zero_seen  # the zero-term rule was exercised

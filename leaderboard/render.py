@@ -364,7 +364,7 @@ def stability_to_json(result: Stability) -> str:
 
 def render_stability(result: Stability, console: Console) -> None:
     table = Table(title=f"Task {result.task}: ranking stability", title_justify="left")
-    headers = ["#", "Submission", "Variant", "Seeds", "Final", "P(rank 1)", "E[rank]", "V1 #", "V2 #"]
+    headers = ["#", "Submission", "Variant", "Seeds", "Final", "P(rank 1)", "Expected rank", "V1 #", "V2 #"]
     for header in [*headers, "# without MIA"]:
         table.add_column(header, justify="left" if header in ("Submission", "Variant") else "right")
     for row in result.rows:

@@ -327,6 +327,8 @@ class Store:
         if not runs and not groups:
             runs = [r for r in records if r.run_id.startswith(text)]
             groups = sorted({r.group_id for r in records if r.group_id and r.group_id.startswith(text)})
+        if len(groups) == 1 and all(r.group_id == groups[0] for r in runs):
+            runs = []  # a prefix of a group id and of its own runs' ids names the group
         found = [f"run {r.run_id}" for r in runs] + [f"group {g}" for g in groups]
         if not found:
             raise BoardError(f"{self.path}: no run or group with id {text!r}")

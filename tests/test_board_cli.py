@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import shutil
+import statistics
 import struct
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import pytest
 from harness.cli import main
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "leaderboard"))
-from fabricate import demo_board  # noqa: E402
+from fabricate import demo_board, seeds_demo_board  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -209,3 +210,89 @@ def test_html_renders_in_headless_chromium(demo_db: Path, capsys, tmp_path: Path
     assert shot.is_file(), "Chromium wrote no screenshot"
     # a blank page has one colour; the tables, coloured markers and text give many
     assert _png_colours(shot) > 20
+
+
+@pytest.fixture(scope="module")
+def seeds_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three variants on seeds 0-2, one on seeds 0-1, one single run (fabricate.seeds_demo_board)."""
+    return seeds_demo_board(tmp_path_factory.mktemp("seed-runs"))
+
+
+def test_board_rows_are_seed_groups(seeds_db: Path, capsys) -> None:
+    code, out, err = run_cli(capsys, "board", "--db", str(seeds_db), "--json")
+    assert code == 0, err
+    (board,) = json.loads(out)
+    rows = {
+        row["variant"] if row["submission"] == "rmu" else row["submission"]: row for row in board["ranked"]
+    }
+    assert {name: row["seeds"] for name, row in rows.items()} == {
+        "steady": 3,
+        "fragile": 3,
+        "grad_diff": 3,
+        "sugd": 2,
+        "npo": 1,
+    }
+    fragile = rows["fragile"]
+    finals = [seed["final_score"] for seed in fragile["per_seed"]]
+    assert [seed["seed"] for seed in fragile["per_seed"]] == [0, 1, 2]
+    assert fragile["final_score"] == pytest.approx(sum(finals) / 3)
+    assert fragile["sd"]["final_score"] == pytest.approx(statistics.stdev(finals))
+    two_level, rows_only = fragile["intervals"]["final_score"], fragile["row_intervals"]["final_score"]
+    assert two_level[1] - two_level[0] > rows_only[1] - rows_only[0]
+    assert (
+        rows["npo"]["sd"]["final_score"] is None and rows["npo"]["intervals"] == rows["npo"]["row_intervals"]
+    )
+    code, out, _ = run_cli(capsys, "board", "--db", str(seeds_db))
+    assert code == 0 and "±" in out and "Seeds 1: a single run" in out
+
+
+def test_html_draws_every_seed_and_each_mean(seeds_db: Path, capsys, tmp_path: Path) -> None:
+    page = tmp_path / "seeds.html"
+    code, _, err = run_cli(capsys, "board", "--db", str(seeds_db), "--format", "html", "--output", str(page))
+    assert code == 0, err
+    html = page.read_text()
+    seeds = 3 + 3 + 3 + 2 + 1
+    # the spread plot: a dot per seed and a bar per row; the two trade-off plots: a dot per seed of a group
+    assert html.count('<rect class="mean"') == 5
+    assert html.count('<circle class="seed"') == seeds + 2 * (seeds - 1)
+
+
+def test_compare_groups_by_id_and_bad_seed_sets(seeds_db: Path, capsys) -> None:
+    code, out, err = run_cli(capsys, "board", "compare", "9a1", "7f6", "--db", str(seeds_db), "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert (data["a"], data["b"], data["paired_by_seed"]) == ("9a1b2c3d4e", "7f6e5d4c3b", True)
+    assert [u["seed"] for u in data["units"]] == [0, 1, 2] and len(data["b_runs"]) == 3
+    code, _, err = run_cli(capsys, "board", "compare", "9a1", "3c3", "--db", str(seeds_db))
+    assert code == 2 and err == (
+        "error: 9a1b2c3d4e and 3c3c3c3c3c were run on different seed sets ({0, 1, 2} vs {0, 1}): "
+        "compare groups run on the same seeds\n"
+    )
+    code, _, err = run_cli(
+        capsys, "board", "compare", "9a1b2c3d4e-run0", "7f6e5d4c3b-run0", "--db", str(seeds_db)
+    )
+    assert code == 0, err  # two runs of two groups: compared as runs, by row
+    code, _, err = run_cli(capsys, "board", "compare", "zz", "7f6", "--db", str(seeds_db))
+    assert code == 2 and err.count("\n") == 1 and "no run or group with id 'zz'" in err
+
+
+def test_stability_command(seeds_db: Path, capsys, demo_db: Path) -> None:
+    code, out, err = run_cli(
+        capsys, "board", "stability", "--db", str(seeds_db), "--json", "--resamples", "300"
+    )
+    assert code == 0, err
+    data = json.loads(out)
+    variants = data["variants"]
+    assert len(variants) == 5 and [v["rank"] for v in variants] == [1, 2, 3, 4, 5]
+    assert sum(v["p_rank1"] for v in variants) == pytest.approx(1.0)
+    assert all(1 <= v["expected_rank"] <= 5 for v in variants)
+    assert -1 <= data["kendall_tau_v3_v1"] <= 1 and 0 <= data["ranks_changed_without_mia"] <= 5
+    code, out, _ = run_cli(capsys, "board", "stability", "--db", str(seeds_db), "--resamples", "50")
+    assert code == 0 and "P(rank 1)" in out and "Kendall's tau" in out
+    code, _, err = run_cli(capsys, "board", "stability", "--db", str(seeds_db), "--task", "lume")
+    assert code == 2 and err.count("\n") == 1 and "no runs recorded for task 'lume'" in err
+    code, _, err = run_cli(capsys, "board", "stability", "--db", str(seeds_db), "--resamples", "0")
+    assert code == 2 and "Invalid value for '--resamples'" in err  # click's usage error
+    code, out, err = run_cli(capsys, "board", "stability", "--db", str(demo_db), "--json", "--resamples", "50")
+    assert code == 0, err  # a board of single runs: the two levels are the rows only
+    assert [v["seeds"] for v in json.loads(out)["variants"]] == [1, 1, 1, 1]

@@ -133,6 +133,14 @@ class AuditResult:
         return out
 
 
+def _line(error: BaseException) -> str:
+    return (
+        first_line(error)
+        if isinstance(error, HarnessError)
+        else f"{type(error).__name__}: {first_line(error)}"
+    )
+
+
 def _say(progress: bool, message: str) -> None:
     if progress:
         print(f"audit: {message}", file=sys.stderr, flush=True)
@@ -166,8 +174,12 @@ def audit(
         )
         _say(progress, result.notes[-1])
     t0 = time.perf_counter()
-    rows, _ = measure_run(checkpoint_dir, task, work / "official", device=device)
-    result.official, result.official_interval = summarize(rows), bootstrap_forget(rows)
+    try:
+        rows, _ = measure_run(checkpoint_dir, task, work / "official", device=device)
+        result.official, result.official_interval = summarize(rows), bootstrap_forget(rows)
+    except Exception as error:  # noqa: BLE001 - without it there is no headline, but the attacks still run
+        result.errors["official"] = _line(error)
+        _say(progress, f"official scoring failed: {result.errors['official']}")
     result.timings["official"] = time.perf_counter() - t0
     runners: dict[str, Callable[[], object]] = {
         "quantize": lambda: run_quantize(
@@ -184,9 +196,7 @@ def audit(
         try:
             setattr(result, name, runners[name]())
         except Exception as error:  # noqa: BLE001 - one attack's failure must not stop the others
-            result.errors[name] = first_line(error) if isinstance(error, HarnessError) else (
-                f"{type(error).__name__}: {first_line(error)}"
-            )  # fmt: skip
+            result.errors[name] = _line(error)
             _say(progress, f"{name} failed: {result.errors[name]}")
         result.timings[name] = time.perf_counter() - t0
         _say(progress, f"{name} done in {result.timings[name]:.1f} s")

@@ -52,8 +52,6 @@ def _render(data: dict, console: Console) -> None:
     console.print(
         f"official forget (knowledge): {official}   robust forget: {robust} (worst: {data['worst_attack']})"
     )
-    for name, line in data["errors"].items():
-        console.print(f"[red]{name}: {line}[/red]")
 
 
 @cli.command()
@@ -89,6 +87,8 @@ def audit(
 ) -> None:
     """Audit CHECKPOINT on --task: is the forget set forgotten, or only hidden?
 
+    Exit status 1 when an attack could not run (one line each on stderr; the others are in audit.json).
+
     \b
     unlearn-harness audit runs/tiny/<run>/out --task tiny
     unlearn-harness audit out/checkpoint --task tiny --attack relearn --json
@@ -112,9 +112,13 @@ def audit(
     data = result.to_json()
     for line in data["notes"]:
         click.echo(f"note: {line}", err=True)
+    for name, line in data["errors"].items():
+        click.echo(f"error: {name}: {line}", err=True)
     if as_json:
         click.echo(json.dumps(data))
-        return
-    console = Console(highlight=False)
-    _render(data, console)
-    console.print(f"audit.json: {run_dir / 'audit.json'}")
+    else:
+        console = Console(highlight=False)
+        _render(data, console)
+        console.print(f"audit.json: {run_dir / 'audit.json'}")
+    if data["errors"]:  # the other attacks ran and are in audit.json; the exit status says it is partial
+        raise SystemExit(1)

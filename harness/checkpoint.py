@@ -2,16 +2,23 @@
 
 `validate(out_dir, reference_dir)` loads the checkpoint with AutoModelForCausalLM and AutoTokenizer
 from out/ alone, checks the architecture and vocabulary against the input model, that every weight is
-finite, hashes the weight files and measures the parameter distance to the input model. A failure
-carries a status (NO_CHECKPOINT, INVALID_CHECKPOINT, NON_FINITE_WEIGHTS) and a one-line message that
-says how to fix it.
+finite, hashes every file of out/ (weights, config, generation config, tokenizer: everything the
+evaluation reads) and measures the parameter distance to the input model. "Unchanged" means the
+weights and every file the evaluation reads equal the input model's. out/ must hold real files: a
+symbolic link that leaves out/ (another run's checkpoint, the input model) or anything that is not a
+regular file (a FIFO would hang the loader) is refused before anything is read. A failure carries a
+status (NO_CHECKPOINT, INVALID_CHECKPOINT, NON_FINITE_WEIGHTS) and a one-line message that says how
+to fix it.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import math
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +28,11 @@ INDEX_NAMES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 ARCH_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
 SAVE_HINT = "model.save_pretrained(output_dir) and tokenizer.save_pretrained(output_dir)"
+#: besides the weights, the files the evaluation reads (a change to any of them changes generations)
+EVAL_FILE_PATTERNS = ("config.json", "generation_config.json", "tokenizer*", "special_tokens_map.json",
+                      "added_tokens.json", "vocab.*", "merges.txt", "chat_template*", "*.model")  # fmt: skip
+#: keys save_pretrained writes that change nothing the evaluation does
+VOLATILE_KEYS = ("transformers_version", "_name_or_path")
 
 
 @dataclass
@@ -30,10 +42,12 @@ class CheckpointReport:
     out_dir: Path
     status: str | None = None
     message: str = ""
-    #: weight (and index) file name -> sha256
+    #: file name -> sha256, for every file of out/
     files: dict[str, str] = field(default_factory=dict)
-    #: one hash over all weight files (names and contents): equal checkpoints have equal hashes
+    #: one hash over all files (names and contents): equal checkpoints have equal hashes
     sha256: str = ""
+    #: files the evaluation reads (config, tokenizer...) that differ from the input model's
+    changed_files: list[str] = field(default_factory=list)
     #: relative L2 distance ||w - w0|| / ||w0|| over the tensors both have, and the largest |w - w0|
     distance: float | None = None
     max_abs_diff: float | None = None
@@ -54,6 +68,7 @@ class CheckpointReport:
             "distance": self.distance,
             "max_abs_diff": self.max_abs_diff,
             "unchanged": self.unchanged,
+            "changed_files": self.changed_files,
             "n_parameters": self.n_parameters,
             "dtype": self.dtype,
         }
@@ -78,13 +93,69 @@ def weight_files(directory: Path) -> list[Path]:
     )
 
 
-def checkpoint_hash(directory: Path) -> tuple[str, dict[str, str]]:
-    """(combined sha256, {file: sha256}) over the weight files and shard index of `directory`."""
+def checkpoint_files(directory: Path) -> list[Path]:
+    """Every regular file of `directory`, recursively, sorted by relative path."""
     directory = Path(directory)
-    names = weight_files(directory) + [directory / n for n in INDEX_NAMES if (directory / n).is_file()]
-    files = {p.name: sha256_file(p) for p in sorted(names)}
+    return sorted(
+        (p for p in directory.rglob("*") if p.is_file()), key=lambda p: p.relative_to(directory).as_posix()
+    )
+
+
+def checkpoint_hash(directory: Path) -> tuple[str, dict[str, str]]:
+    """(combined sha256, {relative path: sha256}) over every file of `directory`."""
+    directory = Path(directory)
+    files = {p.relative_to(directory).as_posix(): sha256_file(p) for p in checkpoint_files(directory)}
     combined = hashlib.sha256("".join(f"{n}:{h}\n" for n, h in sorted(files.items())).encode()).hexdigest()
     return combined, files
+
+
+def _eval_file(name: str) -> bool:
+    return "/" not in name and any(fnmatch.fnmatchcase(name, pattern) for pattern in EVAL_FILE_PATTERNS)
+
+
+def _normalised(path: Path) -> object:
+    data = path.read_bytes()
+    if path.suffix == ".json":
+        try:
+            value = json.loads(data)
+        except ValueError:
+            return data
+        if isinstance(value, dict):
+            return {k: v for k, v in value.items() if k not in VOLATILE_KEYS}
+        return value
+    return data
+
+
+def changed_eval_files(out_dir: Path, reference_dir: Path) -> list[str]:
+    """Names of the non-weight files the evaluation reads that differ between the two directories
+    (present in one only, or with other content; save_pretrained's version stamp aside)."""
+    out, ref = Path(out_dir), Path(reference_dir)
+    names = {p.name for d in (out, ref) for p in d.iterdir() if p.is_file() and _eval_file(p.name)}
+    changed = []
+    for name in sorted(names):
+        a, b = out / name, ref / name
+        if not (a.is_file() and b.is_file()) or _normalised(a) != _normalised(b):
+            changed.append(name)
+    return changed
+
+
+def _foreign_entries(out: Path) -> str | None:
+    """A message when out/ holds a symbolic link that leaves it, or something other than files and folders."""
+    root = out.resolve()
+    for path in sorted(out.rglob("*")):
+        name = path.relative_to(out).as_posix()
+        if path.is_symlink():
+            target = path.resolve()
+            if target != root and root not in target.parents:
+                return (
+                    f"out/{name} is a symbolic link to {os.readlink(path)}, outside out/: the checkpoint must be "
+                    f"real files written by the submission; save with {SAVE_HINT}"
+                )
+            continue
+        mode = path.lstat().st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            return f"out/{name} is not a regular file (a FIFO, socket or device): save only files in out/"
+    return None
 
 
 def iter_tensors(directory: Path) -> Iterator[tuple[str, object]]:
@@ -110,8 +181,10 @@ def _fail(report: CheckpointReport, status: str, message: str) -> CheckpointRepo
 
 def _structure(report: CheckpointReport, out: Path) -> CheckpointReport | None:
     """File-level checks before anything is loaded; returns the report on failure."""
-    if not out.is_dir() or not any(out.iterdir()):
+    if out.is_symlink() or not out.is_dir() or not any(out.iterdir()):
         return _fail(report, "NO_CHECKPOINT", f"out/ is empty: unlearn() saved nothing; call {SAVE_HINT}")
+    if (foreign := _foreign_entries(out)) is not None:
+        return _fail(report, "INVALID_CHECKPOINT", foreign)
     has_config = (out / "config.json").is_file()
     weights = weight_files(out)
     adapters = [
@@ -267,14 +340,17 @@ def validate(out_dir: Path, reference_dir: Path, *, distance: bool = True) -> Ch
                 )
         if distance:
             _distance(report, state, reference_dir)
+            report.changed_files = changed_eval_files(out, reference_dir)
+            report.unchanged = report.unchanged and not report.changed_files
     finally:
         torch.set_num_threads(threads)
     del model, state
-    report.message = (
-        "unchanged: the checkpoint equals the input model (a no-op); still scored"
-        if report.unchanged
-        else "valid"
-    )
+    if report.unchanged:
+        report.message = "unchanged: the checkpoint equals the input model (a no-op); still scored"
+    elif report.max_abs_diff == 0.0 and report.changed_files:
+        report.message = f"valid (the weights equal the input model's; changed: {', '.join(report.changed_files)})"
+    else:
+        report.message = "valid"
     return report
 
 

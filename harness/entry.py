@@ -5,8 +5,10 @@ nothing of the harness and only the standard library before the submission. It r
 to ``<result_dir>/result-<RANK>.json`` (phase reached, error, blocked sandbox violations, peak GPU
 memory); the runner turns that into a status. Guards installed before the submission is imported:
 
-- an audit hook that blocks (and records) Python-level socket connections and opens of task paths
-  that were not handed to the submission (a second line behind bubblewrap, the only one without it);
+- an audit hook that blocks (and records) Python-level connections to the network (under isolation,
+  the loopback is the sandbox's own and stays open: torchrun and accelerate rendezvous there) and, when
+  the harness names them (only an unisolated run, `--isolation none`), opens of task paths that were not
+  handed to the submission: there, the only guard;
 - an optional address-space cap (RLIMIT_AS) so that allocating past the memory cap fails fast.
 """
 
@@ -36,8 +38,14 @@ def _is_oom(exc: BaseException) -> bool:
     return any(marker in text for marker in _OOM_MARKERS)
 
 
-def _install_guards(forbidden: list[str], allowed: list[str]) -> None:
-    """Block inet socket connections and reads under `forbidden` (but not under `allowed`)."""
+def _loopback(address: object) -> bool:
+    host = address[0] if isinstance(address, tuple) and address else None
+    return isinstance(host, str) and (host.startswith("127.") or host in ("::1", "localhost"))
+
+
+def _install_guards(forbidden: list[str], allowed: list[str], block_loopback: bool = True) -> None:
+    """Block inet socket connections (but the loopback, unless `block_loopback`) and reads under
+    `forbidden` (but not under `allowed`)."""
     forbidden_roots = [os.path.realpath(p) for p in forbidden]
     allowed_roots = [os.path.realpath(p) for p in allowed]
 
@@ -47,7 +55,8 @@ def _install_guards(forbidden: list[str], allowed: list[str]) -> None:
     def hook(event: str, args: tuple) -> None:
         if event == "socket.connect" or event == "socket.sendto":
             sock, address = args[0], args[1]
-            if getattr(sock, "family", None) in (socket.AF_INET, socket.AF_INET6):
+            inet = getattr(sock, "family", None) in (socket.AF_INET, socket.AF_INET6)
+            if inet and (block_loopback or not _loopback(address)):
                 _violations.append(f"network: connect to {address!r} blocked (no network in the sandbox)")
                 raise PermissionError(f"network access is disabled in the harness sandbox ({address!r})")
         elif event in ("open", "os.listdir", "os.scandir") and forbidden_roots:
@@ -96,7 +105,7 @@ def _failure(phase: str, exc: BaseException) -> dict:
 def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[1]).read_text())
     result_dir = Path(spec["result_dir"])
-    _install_guards(spec.get("forbidden", []), spec.get("allowed", []))
+    _install_guards(spec.get("forbidden", []), spec.get("allowed", []), spec.get("block_loopback", True))
     cap = spec.get("memory_cap_bytes")
     if cap:
         resource.setrlimit(resource.RLIMIT_AS, (int(cap), int(cap)))

@@ -1,10 +1,17 @@
-"""The run lifecycle of one submission on one task, and the status taxonomy it ends in.
+"""The run lifecycle of one submission on one task, as named steps, and the result it ends in.
 
-`run_submission` goes contract check -> stage -> sandboxed run -> checkpoint validation -> evaluation
-(harness.inference) -> bootstrap intervals -> leaderboard record, writing everything into one run
-directory (results_root/<task>/<timestamp>-<submission>-<variant>-<id>/) with its manifest.json.
-Whatever the submission does, it ends in a `RunResult` with one status and a one-line message; only
-the user's own mistakes (a bad --set, a task that is not there) raise `HarnessError`.
+    check     contract.check_submission: the file, statically (never executed)
+    prepare   preflight (the leaderboard database and the scored data open before any budget is spent),
+              then a fresh run directory with a hashed copy of the submission
+    stage     sandbox.stage: the work directory the child sees
+    execute   sandbox.run: the isolated, budgeted child
+    classify  the child's outcome and the checkpoint it left -> one Status and a one-line message
+    evaluate  harness.inference.evaluate and the bootstrap intervals, for a scored status
+    record    manifest.json in the run directory, then one leaderboard row
+
+Whatever the submission does, it ends in a `RunResult` with one status (leaderboard.status.Status) and
+a one-line message; only the user's own mistakes (a bad --set, a task that is not there, a corrupted
+leaderboard or data file) raise `HarnessError` or another user error, and then nothing is written.
 """
 
 from __future__ import annotations
@@ -15,34 +22,22 @@ import shutil
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from harness import __version__, contract, sandbox
-from harness.checkpoint import CheckpointReport, validate, warm_up
+from harness.checkpoint import CheckpointReport, sha256_file, validate, warm_up
 from harness.errors import USER_ERRORS, HarnessError
 from harness.manifest import Manifest, environment, task_summary, write_manifest
 from leaderboard.record import RunRecord, score_fields
+from leaderboard.status import SCORED, Status
 from tasks.spec import TaskSpec
 
-STATUSES = {
-    "OK": "the checkpoint is valid and was scored",
-    "SALVAGED": "the budget ran out, but the last checkpoint in out/ was valid and was scored (as the organisers did)",
-    "TIMEOUT": "the budget ran out and nothing valid was saved: an official attempt would score nothing",
-    "IMPORT_ERROR": "the submission file fails to import (syntax error, missing package, error at import time)",
-    "SIGNATURE_MISMATCH": "unlearn() cannot be called the official way (missing, wrong order, extra parameter without default)",
-    "CRASHED": "unlearn() raised an exception or the process died",
-    "OUT_OF_MEMORY": "the run ran out of memory (MemoryError, CUDA OOM, the memory cap or the OOM killer)",
-    "NO_CHECKPOINT": "unlearn() returned but left nothing loadable in the output directory",
-    "INVALID_CHECKPOINT": "the output cannot be scored as is (adapter only, no tokenizer, subfolder, incomplete shards, other architecture)",
-    "NON_FINITE_WEIGHTS": "the saved weights contain NaN or inf",
-    "SANDBOX_VIOLATION": "the submission failed after trying to use the network or read task data it was not given",
-    "EVAL_ERROR": "the checkpoint passed validation but the evaluation failed",
-}
-#: the statuses whose checkpoint is scored
-SCORED = ("OK", "SALVAGED")
+#: status -> what it means (the CLI prints it under a failed run)
+STATUSES = {status.value: status.description for status in Status}
 
 
 @dataclass
@@ -63,8 +58,6 @@ class RunResult:
         return self.status in SCORED
 
     def to_json(self) -> dict[str, Any]:
-        from dataclasses import asdict
-
         out = asdict(self.record)
         out.update(
             status=self.status, message=self.message, run_dir=str(self.run_dir), warnings=self.warnings
@@ -74,6 +67,25 @@ class RunResult:
         if self.checkpoint is not None:
             out["checkpoint"] = self.checkpoint.to_json()
         return out
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run: everything `run_submission` takes besides the submission and the task."""
+
+    budget_s: float
+    params: dict[str, Any]
+    variant: str = "default"
+    processes: int = 1
+    launcher: str = "python"
+    results_root: Path = Path("runs")
+    record: bool = True
+    progress: bool = True
+    score: bool = True
+    isolation: str = "auto"
+    memory_cap_mb: float | None = None
+    grace_s: float = 10.0
+    on_output: Callable[[str, bytes], None] | None = None
 
 
 def _slug(text: str) -> str:
@@ -92,12 +104,43 @@ def _check_params(report: contract.ContractReport, params: dict[str, Any]) -> No
             )
 
 
+def _harness_cache() -> Path:
+    """The root of the harness's caches (tiny worlds, evaluations): never in a child's view."""
+    import platformdirs
+
+    return Path(os.environ.get("UNLEARN_HARNESS_CACHE") or platformdirs.user_cache_dir("unlearn-harness"))
+
+
 def _hidden_paths(task: TaskSpec, results_root: Path) -> list[Path]:
-    hidden = sandbox.task_paths(task) + [Path(results_root).resolve()]
-    cache = os.environ.get("UNLEARN_HARNESS_CACHE")
-    if cache:
-        hidden.append(Path(cache).resolve())
-    return hidden
+    """What no child may see. Isolation keeps all of it out of the view by construction; the list masks
+    what an odd layout puts inside a bound tree, and is the audit hook's only guide when unisolated."""
+    hidden = sandbox.task_paths(task) + [Path(results_root).resolve(), _harness_cache().resolve()]
+    return hidden + [Path.home().resolve()]
+
+
+def _preflight(task: TaskSpec, options: RunOptions) -> None:
+    """Fail before the budget is spent: a leaderboard that cannot take the row, scored data that do not parse."""
+    if options.record:
+        from leaderboard.store import Store, default_db
+
+        db = default_db(Path(options.results_root))
+        Store(db)  # an existing database is opened and checked: a corrupted one is one BoardError line
+        folder = db.parent if db.parent.exists() else Path(options.results_root)
+        while not folder.exists():
+            folder = folder.parent
+        if not os.access(db if db.exists() else folder, os.W_OK):
+            raise HarnessError(
+                f"{db}: the leaderboard database is not writable (fix its permissions or use --no-record)"
+            )
+    if options.score:
+        from tasks.data import read_mia, read_rows
+
+        for path in (task.eval_forget, task.eval_retain):
+            if path is not None:
+                read_rows(path)
+        for path in (task.mia_member, task.mia_nonmember):
+            if path is not None:
+                read_mia(path)
 
 
 def _validate(out_dir: Path, model_dir: Path) -> CheckpointReport:
@@ -108,66 +151,74 @@ def _validate(out_dir: Path, model_dir: Path) -> CheckpointReport:
         first = str(exc).strip().splitlines()
         reason = f"{type(exc).__name__}: {first[0] if first else ''}"
         return CheckpointReport(
-            out_dir=out_dir, status="INVALID_CHECKPOINT", message=f"out/ does not load ({reason})"
+            out_dir=out_dir, status=Status.INVALID_CHECKPOINT, message=f"out/ does not load ({reason})"
         )
+
+
+def _classify_failure(box: sandbox.SandboxResult) -> tuple[Status, str] | None:
+    """The status of a child that did not finish `unlearn()` cleanly (None when it did)."""
+    failed = [r for r in box.entry_results if not r.get("ok")]
+    if failed:
+        first = failed[0]
+        error = f"{first.get('error_type')}: {first.get('error')}".rstrip(": ")
+        if first.get("oom"):
+            return Status.OUT_OF_MEMORY, f"unlearn() ran out of memory: {error}"
+        if first.get("phase") == "import":
+            return Status.IMPORT_ERROR, f"the submission fails to import: {error}"
+        if first.get("phase") == "signature":
+            return (
+                Status.SIGNATURE_MISMATCH,
+                f"unlearn() cannot be called with the official arguments: {error}",
+            )
+        if box.violations:
+            return (
+                Status.SANDBOX_VIOLATION,
+                f"unlearn() failed after a blocked access: {box.violations[0]} ({error})",
+            )
+        return Status.CRASHED, f"unlearn() raised {error}"
+    if box.returncode != 0 or not box.entry_results:
+        if box.returncode in (-9, 137):
+            return (
+                Status.OUT_OF_MEMORY,
+                "the process was killed by SIGKILL (most likely the kernel's out-of-memory killer)",
+            )
+        return Status.CRASHED, f"the process exited with status {box.returncode} before unlearn() finished"
+    return None
 
 
 def _classify(
     box: sandbox.SandboxResult, out_dir: Path, model_dir: Path, memory_cap_mb: float | None
-) -> tuple[str, str, CheckpointReport | None]:
+) -> tuple[Status, str, CheckpointReport | None]:
     """(status, message, checkpoint report) for a finished child."""
     if box.killed_for_memory:
+        cap = f"the memory cap of {memory_cap_mb:.0f} MB" if memory_cap_mb else "its memory limit"
+        return Status.OUT_OF_MEMORY, f"the process tree went over {cap}; it was killed", None
+    if box.timed_out and box.stalled_s > sandbox.STALL_S:
         return (
-            "OUT_OF_MEMORY",
-            f"the process tree went over the memory cap of {memory_cap_mb:.0f} MB; it was killed",
+            Status.TIMEOUT,
+            f"the harness was paused for {box.stalled_s:.1f} s while the submission ran and the run ended "
+            "past its budget; a budget that was not enforced cannot be scored",
             None,
         )
     if box.timed_out:
         report = _validate(out_dir, model_dir)
         if report.ok:
             return (
-                "SALVAGED",
+                Status.SALVAGED,
                 f"the budget ran out after {box.wall_s:.1f} s; the checkpoint saved in out/ is valid and is scored",
                 report,
             )
         return (
-            "TIMEOUT",
+            Status.TIMEOUT,
             f"the budget ran out after {box.wall_s:.1f} s with nothing valid saved ({report.message})",
             report,
         )
-    failed = [r for r in box.entry_results if not r.get("ok")]
-    if failed:
-        first = failed[0]
-        error = f"{first.get('error_type')}: {first.get('error')}".rstrip(": ")
-        if first.get("oom"):
-            return "OUT_OF_MEMORY", f"unlearn() ran out of memory: {error}", None
-        if first.get("phase") == "import":
-            return "IMPORT_ERROR", f"the submission fails to import: {error}", None
-        if first.get("phase") == "signature":
-            return (
-                "SIGNATURE_MISMATCH",
-                f"unlearn() cannot be called with the official arguments: {error}",
-                None,
-            )
-        if box.violations:
-            return (
-                "SANDBOX_VIOLATION",
-                f"unlearn() failed after a blocked access: {box.violations[0]} ({error})",
-                None,
-            )
-        return "CRASHED", f"unlearn() raised {error}", None
-    if box.returncode != 0 or not box.entry_results:
-        if box.returncode in (-9, 137):
-            return (
-                "OUT_OF_MEMORY",
-                "the process was killed by SIGKILL (most likely the kernel's out-of-memory killer)",
-                None,
-            )
-        return "CRASHED", f"the process exited with status {box.returncode} before unlearn() finished", None
+    if (failure := _classify_failure(box)) is not None:
+        return (*failure, None)
     report = _validate(out_dir, model_dir)
     if not report.ok:
-        return report.status or "INVALID_CHECKPOINT", report.message, report
-    return "OK", report.message, report
+        return Status(report.status or Status.INVALID_CHECKPOINT), report.message, report
+    return Status.OK, report.message, report
 
 
 def _console(progress: bool):
@@ -176,28 +227,162 @@ def _console(progress: bool):
     return Console(stderr=True, quiet=not progress)
 
 
-def run_submission(
-    submission: Path,
-    task: TaskSpec,
-    *,
-    budget_s: float | None = None,
-    params: dict | None = None,
-    variant: str | None = None,
-    processes: int = 1,
-    launcher: str = "python",
-    results_root: Path = Path("runs"),
-    record: bool = True,
-    progress: bool = True,
-    score: bool = True,
-    isolation: str = "auto",
-    memory_cap_mb: float | None = None,
-    grace_s: float = 10.0,
-) -> RunResult:
-    """Run `submission` on `task` through the whole lifecycle; see the module docstring."""
-    console = _console(progress)
-    submission = Path(submission)
-    params = dict(params or {})
-    variant = variant or "default"
+class _Run:
+    """One run on its way through the lifecycle; each method is one step of the module docstring."""
+
+    def __init__(self, submission: Path, task: TaskSpec, options: RunOptions) -> None:
+        self.submission, self.task, self.options = submission, task, options
+        self.console = _console(options.progress)
+        self.timings: dict[str, float] = {}
+        self.warnings: list[str] = []
+        self.box: sandbox.SandboxResult | None = None
+        self.checkpoint: CheckpointReport | None = None
+        self.scores: Any = None
+        self.intervals: dict[str, tuple[float, float]] = {}
+        self.log_tail = ""
+        self.status: Status = Status.CRASHED
+        self.message = ""
+
+    def _timed(self, name: str, started: float) -> None:
+        self.timings[name] = time.perf_counter() - started
+
+    def check(self) -> None:
+        started = time.perf_counter()
+        self.report = contract.check_submission(self.submission)
+        self._timed("check", started)
+        _check_params(self.report, self.options.params)
+        if missing := self.task.missing():
+            raise HarnessError(f"task '{self.task.name}' cannot run: missing {', '.join(missing)}")
+        self.warnings += [str(p) for p in self.report.warnings]
+
+    def prepare(self) -> None:
+        self.mode = sandbox.detect_isolation(self.options.isolation)
+        _preflight(self.task, self.options)
+        self.created = datetime.now(timezone.utc)
+        self.run_id = uuid.uuid4().hex[:8]
+        name = f"{self.created:%Y%m%dT%H%M%SZ}-{_slug(self.submission.stem)}-{_slug(self.options.variant)}-{self.run_id}"
+        run_dir = Path(self.options.results_root) / _slug(self.task.name) / name
+        run_dir.mkdir(parents=True)
+        self.run_dir = run_dir.resolve()
+        self.copy = self.run_dir / self.submission.name
+        shutil.copy2(self.submission, self.copy)
+        self.sha = sha256_file(self.copy)
+
+    def refuse(self) -> None:
+        """A submission the static check rejects never runs."""
+        errors = self.report.errors
+        signature = any(p.kind == "signature" for p in errors)
+        self.status = Status.SIGNATURE_MISMATCH if signature else Status.IMPORT_ERROR
+        self.message = str(errors[0]) + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else "")
+        self.log_tail = "\n".join(str(p) for p in errors)
+
+    def stage(self) -> sandbox.StagedRun:
+        self.console.print(
+            f"[bold]stage[/] {self.task.name}: fresh work directory in {self.run_dir}", soft_wrap=True
+        )
+        started = time.perf_counter()
+        try:
+            staged = sandbox.stage(
+                self.task, self.run_dir / "work", self.submission, self.report.siblings, isolation=self.mode
+            )
+        except BaseException:
+            shutil.rmtree(self.run_dir, ignore_errors=True)  # bad task data: no half-made run directory
+            raise
+        self._timed("stage", started)
+        return staged
+
+    def execute(self, staged: sandbox.StagedRun) -> None:
+        o = self.options
+        self.console.print(
+            f"[bold]run[/] {self.submission.name} ({o.launcher} x{o.processes}, {self.mode}, budget {o.budget_s:.0f} s)"
+        )
+        threading.Thread(target=warm_up, args=(self.task.model_dir,), daemon=True).start()
+        self.box = sandbox.run(
+            staged, budget_s=o.budget_s, kwargs=o.params, log_dir=self.run_dir / "logs", launcher=o.launcher,
+            processes=o.processes, isolation=self.mode, hidden=_hidden_paths(self.task, o.results_root),
+            memory_cap_mb=o.memory_cap_mb, grace_s=o.grace_s, tag=self.run_id, on_output=o.on_output,
+        )  # fmt: skip
+        self.timings["run"] = self.box.wall_s
+        self.warnings += self.box.warnings
+
+    def classify(self, staged: sandbox.StagedRun) -> None:
+        self.console.print("[bold]validate[/] the checkpoint in out/")
+        started = time.perf_counter()
+        self.status, self.message, self.checkpoint = _classify(
+            self.box, staged.out_dir, self.task.model_dir, self.options.memory_cap_mb
+        )
+        self._timed("validate", started)
+        if self.box.violations and self.status in (*SCORED, Status.NO_CHECKPOINT):
+            self.warnings.append(f"blocked in the sandbox: {self.box.violations[0]}")
+        if self.status not in SCORED:
+            self.log_tail = sandbox.tail(self.box.stderr_path) or sandbox.tail(self.box.stdout_path)
+
+    def evaluate(self, staged: sandbox.StagedRun) -> None:
+        if self.status not in SCORED or not self.options.score:
+            return
+        self.console.print("[bold]evaluate[/] generations, MIA losses, MMLU")
+        started = time.perf_counter()
+        try:
+            from harness.inference import evaluate
+
+            self.scores = evaluate(
+                staged.out_dir, self.task, self.run_dir, progress=self.options.progress
+            ).scores
+        except Exception as exc:  # noqa: BLE001 - an evaluation failure is a status, not a traceback
+            self.status = Status.EVAL_ERROR
+            self.message = f"evaluation failed: {type(exc).__name__}: {exc}".splitlines()[0]
+        self._timed("evaluate", started)
+        if self.scores is not None:
+            self.intervals = _intervals(self.run_dir, self.warnings)
+
+    def record(self) -> RunResult:
+        row = self._record_row()
+        write_manifest(self.run_dir, self._manifest(row))
+        if self.options.record:
+            from leaderboard.store import Store, default_db
+
+            Store(default_db(Path(self.options.results_root))).add(row)
+        return RunResult(
+            status=self.status, record=row, run_dir=self.run_dir, message=self.message, log_tail=self.log_tail,
+            checkpoint=self.checkpoint, scores=self.scores, warnings=self.warnings,
+        )  # fmt: skip
+
+    def _record_row(self) -> RunRecord:
+        box, o = self.box, self.options
+        return RunRecord(
+            run_id=self.run_id, created_at=self.created.isoformat(timespec="seconds"), task=self.task.name,
+            submission_name=self.submission.stem, submission_sha256=self.sha, variant=o.variant, params=o.params,
+            status=self.status.value, message=self.message, **score_fields(self.scores),
+            unchanged=bool(self.checkpoint and self.checkpoint.unchanged), intervals=self.intervals,
+            timings={k: round(v, 3) for k, v in self.timings.items()}, budget_s=o.budget_s,
+            budget_used_s=round(box.wall_s, 3) if box else None, peak_rss_mb=round(box.peak_rss_mb, 1) if box else None,
+            peak_gpu_mb=box.peak_gpu_mb if box else None, run_dir=str(self.run_dir), harness_version=__version__,
+        )  # fmt: skip
+
+    def _manifest(self, row: RunRecord) -> Manifest:
+        box, o = self.box, self.options
+        seeds = {k: v for k, v in o.params.items() if "seed" in k.lower()}
+        return Manifest(
+            run_id=self.run_id, created_at=row.created_at, status=self.status.value, message=self.message,
+            submission={
+                "name": self.submission.stem, "path": str(self.submission.resolve()), "sha256": self.sha,
+                "copy": self.copy.name, "siblings": {n: sha256_file(p) for n, p in self.report.siblings.items()},
+                "requested_packages": sorted(set(self.report.requested_packages.values())),
+            },
+            variant=o.variant, params=o.params, task=task_summary(self.task), launcher=o.launcher,
+            processes=o.processes, isolation=self.mode, budget_s=o.budget_s, budget_used_s=row.budget_used_s,
+            timings=row.timings, peak_rss_mb=row.peak_rss_mb, peak_gpu_mb=row.peak_gpu_mb,
+            memory_cap_mb=o.memory_cap_mb,
+            seeds={"params": seeds, "task": self.task.extra.get("seed"), "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED")},
+            checkpoint=self.checkpoint.to_json() if self.checkpoint else None, command=box.command if box else [],
+            warnings=self.warnings, violations=box.violations if box else [],
+            returncode=box.returncode if box else None, **environment(),
+        )  # fmt: skip
+
+
+def _options(
+    task: TaskSpec, budget_s: float | None, launcher: str, processes: int, **rest: Any
+) -> RunOptions:
     budget = float(budget_s if budget_s is not None else task.budget_s)
     if budget <= 0:
         raise HarnessError(f"the budget must be positive, not {budget}")
@@ -205,165 +390,42 @@ def run_submission(
         raise HarnessError(f"--processes must be at least 1, not {processes}")
     if launcher not in sandbox.LAUNCHERS:
         raise HarnessError(f"unknown launcher '{launcher}' (choose from {', '.join(sandbox.LAUNCHERS)})")
+    rest["params"] = dict(rest.get("params") or {})
+    rest["variant"] = rest.get("variant") or "default"
+    return RunOptions(budget_s=budget, launcher=launcher, processes=processes, **rest)
+
+
+def run_submission(
+    submission: Path,
+    task: TaskSpec,
+    *,
+    budget_s: float | None = None,
+    launcher: str = "python",
+    processes: int = 1,
+    **options: Any,
+) -> RunResult:
+    """Run `submission` on `task` through the whole lifecycle (see the module docstring).
+
+    `options` are `RunOptions`' fields: params, variant, results_root, record, progress, score,
+    isolation, memory_cap_mb, grace_s, on_output.
+    """
+    submission = Path(submission)
+    run = _Run(submission, task, _options(task, budget_s, launcher, processes, **options))
     if not submission.is_file():
         raise HarnessError(f"{submission}: no such file")
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
-    report = contract.check_submission(submission)
-    timings["check"] = time.perf_counter() - clock
-    _check_params(report, params)
-    if missing := task.missing():
-        raise HarnessError(f"task '{task.name}' cannot run: missing {', '.join(missing)}")
-    mode = sandbox.detect_isolation(isolation)
-
-    created = datetime.now(timezone.utc)
-    run_id = uuid.uuid4().hex[:8]
-    run_dir = (
-        Path(results_root)
-        / _slug(task.name)
-        / (f"{created:%Y%m%dT%H%M%SZ}-{_slug(submission.stem)}-{_slug(variant)}-{run_id}")
-    )
-    run_dir.mkdir(parents=True)
-    run_dir = run_dir.resolve()
-    copy = run_dir / submission.name
-    shutil.copy2(submission, copy)
-    sha = _sha256(copy)
-    warnings: list[str] = [str(p) for p in report.warnings]
-    box: sandbox.SandboxResult | None = None
-    checkpoint: CheckpointReport | None = None
-    scores = None
-    intervals: dict[str, tuple[float, float]] = {}
-    log_tail = ""
-
-    if report.errors:
-        errors = report.errors
-        status = "SIGNATURE_MISMATCH" if any(p.kind == "signature" for p in errors) else "IMPORT_ERROR"
-        message = str(errors[0]) + (f" (and {len(errors) - 1} more)" if len(errors) > 1 else "")
-        log_tail = "\n".join(str(p) for p in errors)
+    run.check()
+    run.prepare()
+    if run.report.errors:
+        run.refuse()
     else:
-        console.print(f"[bold]stage[/] {task.name}: fresh work directory in {run_dir}")
-        clock = time.perf_counter()
+        staged = run.stage()
         try:
-            staged = sandbox.stage(task, run_dir / "work", submission, report.siblings, isolation=mode)
-        except BaseException:
-            shutil.rmtree(run_dir, ignore_errors=True)  # bad task data: no half-made run directory
-            raise
-        timings["stage"] = time.perf_counter() - clock
-        console.print(
-            f"[bold]run[/] {submission.name} ({launcher} x{processes}, {mode}, budget {budget:.0f} s)"
-        )
-        threading.Thread(target=warm_up, args=(task.model_dir,), daemon=True).start()
-        box = sandbox.run(
-            staged,
-            budget_s=budget,
-            kwargs=params,
-            log_dir=run_dir / "logs",
-            launcher=launcher,
-            processes=processes,
-            isolation=mode,
-            hidden=_hidden_paths(task, results_root),
-            memory_cap_mb=memory_cap_mb,
-            grace_s=grace_s,
-            tag=run_id,
-        )
-        timings["run"] = box.wall_s
-        warnings += box.warnings
-        clock = time.perf_counter()
-        console.print("[bold]validate[/] the checkpoint in out/")
-        status, message, checkpoint = _classify(box, staged.out_dir, task.model_dir, memory_cap_mb)
-        timings["validate"] = time.perf_counter() - clock
-        if box.violations and status in ("OK", "SALVAGED", "NO_CHECKPOINT"):
-            warnings.append(f"blocked in the sandbox: {box.violations[0]}")
-        if status not in SCORED:
-            log_tail = sandbox.tail(box.stderr_path) or sandbox.tail(box.stdout_path)
-        elif score:
-            clock = time.perf_counter()
-            console.print("[bold]evaluate[/] generations, MIA losses, MMLU")
-            try:
-                from harness.inference import evaluate
-
-                scores = evaluate(staged.out_dir, task, run_dir, progress=progress).scores
-            except Exception as exc:  # noqa: BLE001 - an evaluation failure is a status, not a traceback
-                status, message = (
-                    "EVAL_ERROR",
-                    f"evaluation failed: {type(exc).__name__}: {exc}".splitlines()[0],
-                )
-            timings["evaluate"] = time.perf_counter() - clock
-            if scores is not None:
-                intervals = _intervals(run_dir, warnings)
-        sandbox.cleanup(staged)
-
-    env = environment()
-    record_row = RunRecord(
-        run_id=run_id,
-        created_at=created.isoformat(timespec="seconds"),
-        task=task.name,
-        submission_name=submission.stem,
-        submission_sha256=sha,
-        variant=variant,
-        params=params,
-        status=status,
-        message=message,
-        **score_fields(scores),
-        unchanged=bool(checkpoint and checkpoint.unchanged),
-        intervals=intervals,
-        timings={k: round(v, 3) for k, v in timings.items()},
-        budget_s=budget,
-        budget_used_s=round(box.wall_s, 3) if box else None,
-        peak_rss_mb=round(box.peak_rss_mb, 1) if box else None,
-        peak_gpu_mb=box.peak_gpu_mb if box else None,
-        run_dir=str(run_dir),
-        harness_version=__version__,
-    )
-    manifest = Manifest(
-        run_id=run_id,
-        created_at=record_row.created_at,
-        status=status,
-        message=message,
-        submission={
-            "name": submission.stem,
-            "path": str(submission.resolve()),
-            "sha256": sha,
-            "copy": copy.name,
-            "siblings": {name: _sha256(path) for name, path in report.siblings.items()},
-            "requested_packages": sorted(set(report.requested_packages.values())),
-        },
-        variant=variant,
-        params=params,
-        task=task_summary(task),
-        launcher=launcher,
-        processes=processes,
-        isolation=mode,
-        budget_s=budget,
-        budget_used_s=record_row.budget_used_s,
-        timings=record_row.timings,
-        peak_rss_mb=record_row.peak_rss_mb,
-        peak_gpu_mb=record_row.peak_gpu_mb,
-        memory_cap_mb=memory_cap_mb,
-        seeds={"params": {k: v for k, v in params.items() if "seed" in k.lower()}, "task": task.extra.get("seed"),
-               "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED")},
-        checkpoint=checkpoint.to_json() if checkpoint else None,
-        command=box.command if box else [],
-        warnings=warnings,
-        violations=box.violations if box else [],
-        returncode=box.returncode if box else None,
-        **env,
-    )  # fmt: skip
-    write_manifest(run_dir, manifest)
-    if record:
-        from leaderboard.store import Store, default_db
-
-        Store(default_db(Path(results_root))).add(record_row)
-    return RunResult(
-        status=status,
-        record=record_row,
-        run_dir=run_dir,
-        message=message,
-        log_tail=log_tail,
-        checkpoint=checkpoint,
-        scores=scores,
-        warnings=warnings,
-    )
+            run.execute(staged)
+            run.classify(staged)
+            run.evaluate(staged)
+        finally:
+            sandbox.cleanup(staged)
+    return run.record()
 
 
 def _intervals(run_dir: Path, warnings: list[str]) -> dict[str, tuple[float, float]]:
@@ -374,9 +436,3 @@ def _intervals(run_dir: Path, warnings: list[str]) -> dict[str, tuple[float, flo
     except (*USER_ERRORS, Exception) as exc:  # noqa: BLE001 - intervals are optional
         warnings.append(f"no bootstrap intervals: {exc}")
         return {}
-
-
-def _sha256(path: Path) -> str:
-    from harness.checkpoint import sha256_file
-
-    return sha256_file(path)

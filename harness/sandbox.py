@@ -1,12 +1,14 @@
 """Staging a fresh work directory and running a submission in an isolated, time-budgeted child.
 
-`stage` builds the work directory: the model (read-only), forget/ and retain/ (jsonl and parquet),
-an empty out/, a private home; nothing else of the task. `run` starts the child (the entry module
-under python, torchrun or accelerate) in its own process group, isolated by bubblewrap where present
-(read-only root, private /tmp, only out/ writable, no network, PID namespace, task folders masked),
-else `unshare --net`, else a plain child (with a warning). The environment is scrubbed of credentials
-and carries HF_HUB_OFFLINE=1 and HARNESS_DEADLINE. The budget clock starts with the child; at expiry
-the whole tree gets SIGTERM, then SIGKILL after a grace period. Peak RSS of the tree is polled.
+`stage` builds the work directory: forget/ and retain/ (jsonl and parquet), the submission's code, an
+empty out/, a private home, the control folder (the entry module's spec, read-only to the child, and
+its results folder); the model is bound read-only from the task (copied only when unisolated). `run`
+starts the child (the entry module under python, torchrun or accelerate) inside the view of
+harness/isolation (bubblewrap or the unshare jail; `none` only when asked for), in a memory cgroup
+where one can be made, with a scrubbed environment (no credentials, HF_HUB_OFFLINE=1,
+HARNESS_DEADLINE). The budget clock starts with the child; at expiry the whole tree gets SIGTERM, then
+SIGKILL after a grace period; a child that ends after its deadline (e.g. because the harness was
+paused) has timed out all the same. stdout and stderr are logged with a bounded head and tail.
 """
 
 from __future__ import annotations
@@ -22,17 +24,20 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 
 import psutil
 
+from harness import isolation as views
 from harness.errors import HarnessError
+from harness.isolation import ISOLATIONS, detect_isolation  # noqa: F401 - re-exported for the runner and CLI
+from harness.isolation import cgroup as cgroups
+from harness.isolation import command as isolation_command
+from harness.isolation.logs import capture
 from tasks.spec import TaskSpec
 
 ENTRY = Path(__file__).resolve().with_name("entry.py")
 ZERO3_CONFIG = Path(__file__).resolve().parent / "configs" / "accelerate_zero3.yaml"
-ISOLATIONS = ("bwrap", "unshare", "none")
 LAUNCHERS = ("python", "torchrun", "accelerate")
 #: environment variables never passed to a submission (credentials and harness internals)
 SCRUBBED = (
@@ -53,6 +58,10 @@ SCRUBBED = (
     "UNLEARN_HARNESS_*",
 )
 POLL_S = 0.1
+#: a gap this long between two polls means the harness itself was paused (SIGSTOP, a frozen machine)
+STALL_S = 2.0
+#: what the child may overrun its deadline by, on its own clock, before it counts as timed out
+LATE_S = 0.5
 TAG_VAR = "HARNESS_RUN_TAG"
 
 
@@ -68,9 +77,12 @@ class StagedRun:
     home_dir: Path
     control_dir: Path  # spec.json (read-only in the sandbox) and results/ (writable)
     submission: Path  # the staged copy of the submission file (with its sibling modules)
-    #: the task's model directory, bind-mounted read-only at model_dir under bubblewrap (else copied)
+    #: the task's model directory, bound read-only at model_dir when isolated (else copied there)
     model_source: Path
     model_copied: bool
+    #: (source, destination) of every model file in the view: the task's own files where the sandbox uid
+    #: can read them, private copies of those it cannot
+    model_binds: tuple[tuple[Path, Path], ...] = ()
 
     @property
     def result_dir(self) -> Path:
@@ -96,50 +108,9 @@ class SandboxResult:
     stderr_path: Path | None = None
     leftover_killed: int = 0
     warnings: list[str] = field(default_factory=list)
-
-
-@cache
-def _works(*command: str) -> bool:
-    try:
-        return subprocess.run(command, capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
-
-
-def _unshare_prefix() -> list[str] | None:
-    if shutil.which("unshare") is None:
-        return None
-    for prefix in (["unshare", "--net"], ["unshare", "--net", "--map-root-user"]):
-        if _works(*prefix, "true"):
-            return prefix
-    return None
-
-
-def detect_isolation(requested: str = "auto") -> str:
-    """The isolation to use: the requested one (error when unavailable) or the best available."""
-    bwrap_ok = shutil.which("bwrap") is not None and _works(
-        "bwrap",
-        "--ro-bind",
-        "/",
-        "/",
-        "--dev",
-        "/dev",
-        "--proc",
-        "/proc",
-        "--unshare-net",
-        "--unshare-pid",
-        "true",
-    )
-    available = {"bwrap": bwrap_ok, "unshare": _unshare_prefix() is not None, "none": True}
-    if requested == "auto":
-        return next(mode for mode in ISOLATIONS if available[mode])
-    if requested not in available:
-        raise HarnessError(f"unknown isolation '{requested}' (choose from auto, {', '.join(ISOLATIONS)})")
-    if not available[requested]:
-        raise HarnessError(
-            f"isolation '{requested}' is not available here (install bubblewrap: apt-get install bubblewrap)"
-        )
-    return requested
+    #: the longest pause of the harness while the child ran (a sign that the budget was not enforced)
+    stalled_s: float = 0.0
+    memory_cgroup: bool = False
 
 
 def scrubbed_env(base: dict[str, str], *, deadline: float, home: Path, tag: str) -> dict[str, str]:
@@ -179,6 +150,45 @@ def _copy_model(source: Path, target: Path) -> None:
         path.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
 
 
+def _model_binds(source: Path, target: Path) -> tuple[list[tuple[Path, Path]], int]:
+    """(read-only binds, bytes copied) that show the model's files at `target` to the sandbox uid:
+    symbolic links (a hub snapshot's) resolved, files only their owner may read copied (readable)."""
+    binds: list[tuple[Path, Path]] = []
+    copied = 0
+    strict = views.sandbox_ids() is not None  # another uid reads them: "other" must be allowed to
+    for path in sorted(source.rglob("*")):
+        real = path.resolve()
+        if not real.is_file():
+            continue
+        dest = target / path.relative_to(source)
+        if not strict or real.stat().st_mode & stat.S_IROTH:
+            binds.append((real, dest))
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(real, dest)
+        dest.chmod(0o444)
+        binds.append((dest, dest))
+        copied += dest.stat().st_size
+    return binds, copied
+
+
+def _readable(folder: Path) -> None:
+    """Let the sandbox uid read what the harness staged (whatever the umask was)."""
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod(
+            path.stat().st_mode | stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH | (0o111 if path.is_dir() else 0)
+        )
+
+
+def _hand_over(folders: list[Path]) -> None:
+    """Make the writable folders the sandbox uid's own (when the harness is root)."""
+    ids = views.sandbox_ids()
+    for folder in folders:
+        if ids:
+            os.chown(folder, *ids)
+        folder.chmod(0o755 if ids else 0o700)
+
+
 def stage(
     task: TaskSpec, workdir: Path, submission: Path, siblings: dict[str, Path], *, isolation: str
 ) -> StagedRun:
@@ -197,11 +207,19 @@ def stage(
     for folder in (out_dir, home / "tmp", control / "results"):
         folder.mkdir(parents=True)
     source = Path(task.model_dir).resolve()
-    copied = isolation != "bwrap"
+    copied = isolation == "none"
+    binds: list[tuple[Path, Path]] = []
     if copied:
         _copy_model(source, model_dir)
     else:
         model_dir.mkdir()
+        binds, copied_bytes = _model_binds(source, model_dir)
+        if copied_bytes > 2**30:
+            print(
+                f"note: {copied_bytes / 2**30:.1f} GiB of model files in {source} are readable by their owner "
+                "only and were copied for the sandbox; 'chmod o+r' them to have them bound instead",
+                file=sys.stderr,
+            )
     dirs = {}
     for name, folder in (("forget", task.forget_dir), ("retain", task.retain_dir)):
         dirs[name] = workdir / name
@@ -215,6 +233,10 @@ def stage(
         target = code / Path(path).resolve().relative_to(folder)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target)
+    if isolation != "none":
+        for readable in (dirs["forget"], dirs["retain"], code):
+            _readable(readable)
+        _hand_over([out_dir, home, home / "tmp", control / "results"])
     return StagedRun(
         workdir=workdir,
         model_dir=model_dir,
@@ -226,6 +248,7 @@ def stage(
         submission=staged_submission,
         model_source=source,
         model_copied=copied,
+        model_binds=tuple(binds),
     )
 
 
@@ -264,43 +287,47 @@ def _launcher_command(launcher: str, processes: int, spec_path: Path) -> tuple[l
     raise HarnessError(f"unknown launcher '{launcher}' (choose from {', '.join(LAUNCHERS)})")
 
 
-def _keep_out(path: Path, keep: list[Path]) -> bool:
-    """True if masking `path` would hide something the child needs (python, the harness, its workdir...)."""
-    return path == Path("/") or any(k == path or path in k.parents for k in keep)
+def view_of(
+    staged: StagedRun, spec_path: Path, hidden: list[Path], memory_cap_mb: float | None
+) -> views.View:
+    """The child's file system: the system, python, the entry module and the work directory's pieces."""
+    readonly = list(staged.model_binds) if not staged.model_copied else [(staged.model_dir, staged.model_dir)]
+    readonly += [(staged.forget_dir, staged.forget_dir)]
+    readonly += [(staged.retain_dir, staged.retain_dir), (staged.submission.parent, staged.submission.parent)]
+    readonly += [(spec_path, spec_path)]
+    return views.build_view(
+        readonly=readonly,
+        writable=[staged.out_dir, staged.home_dir, staged.result_dir],
+        files=[ENTRY, views.JAIL, ZERO3_CONFIG],
+        hidden=hidden,
+        cwd=staged.home_dir,
+        tmp_size=int(memory_cap_mb * 2**20) if memory_cap_mb else None,
+    )
 
 
-def _bwrap_prefix(staged: StagedRun, hidden: list[Path]) -> list[str]:
-    keep = [Path(p).resolve() for p in (sys.prefix, sys.base_prefix, ENTRY.parent, Path.home())]
-    args = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
-    args += ["--tmpfs", "/dev/shm"]
-    for device in sorted(Path("/dev").glob("nvidia*")):
-        args += ["--dev-bind", str(device), str(device)]
-    masked: list[Path] = []
-    for path in sorted(Path(p).resolve() for p in hidden):
-        if _keep_out(path, keep) or path == Path("/tmp") or Path("/tmp") in path.parents:
+def _shared_memory_bytes(proc: psutil.Process, seen: set[tuple[int, int]]) -> int:
+    """Bytes of memfd and /dev/shm files the process holds open (RSS misses pages nobody maps)."""
+    total = 0
+    try:
+        fds = os.listdir(f"/proc/{proc.pid}/fd")
+    except OSError:
+        return 0
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{proc.pid}/fd/{fd}")
+            if not (link.startswith("/memfd:") or link.startswith("/dev/shm/")):
+                continue
+            info = os.stat(f"/proc/{proc.pid}/fd/{fd}")
+        except OSError:
             continue
-        if any(m == path or m in path.parents for m in masked) or not path.is_dir():
-            continue
-        masked.append(path)
-        args += ["--tmpfs", str(path)]
-    w = staged.workdir
-    args += ["--ro-bind", str(w), str(w), "--ro-bind", str(staged.model_source), str(staged.model_dir)]
-    for writable in (staged.out_dir, staged.home_dir, staged.result_dir):
-        args += ["--bind", str(writable), str(writable)]
-    args += [
-        "--unshare-net",
-        "--unshare-pid",
-        "--new-session",
-        "--die-with-parent",
-        "--chdir",
-        str(staged.home_dir),
-        "--",
-    ]
-    return args
+        if (info.st_dev, info.st_ino) not in seen:
+            seen.add((info.st_dev, info.st_ino))
+            total += info.st_size
+    return total
 
 
 class _Monitor(threading.Thread):
-    """Polls the child's process tree: peak RSS, every pid seen, and the memory cap."""
+    """Polls the child's process tree: peak memory (RSS and shared-memory files), every pid seen, the cap."""
 
     def __init__(self, root: psutil.Process, memory_cap_mb: float | None) -> None:
         super().__init__(daemon=True)
@@ -320,10 +347,11 @@ class _Monitor(threading.Thread):
     def run(self) -> None:
         while not self.stop.is_set():
             total = 0
+            shared: set[tuple[int, int]] = set()
             for proc in self.tree():
                 self.seen.setdefault(proc.pid, proc)
                 try:
-                    total += proc.memory_info().rss
+                    total += proc.memory_info().rss + _shared_memory_bytes(proc, shared)
                 except psutil.Error:
                     continue
             self.peak_mb = max(self.peak_mb, total / 2**20)
@@ -372,6 +400,47 @@ def _terminate(procs: list[psutil.Process], grace_s: float) -> int:
     return count
 
 
+def _write_spec(
+    staged: StagedRun, kwargs: dict, hidden: list[Path], mode: str, memory_cap_mb: float | None
+) -> Path:
+    """The entry module's instructions; a hidden path is named only to an unisolated child (its audit hook)."""
+    cuda = any(Path("/dev").glob("nvidia[0-9]*"))
+    spec = {
+        "submission": str(staged.submission),
+        "args": [str(staged.model_dir), str(staged.out_dir), str(staged.forget_dir), str(staged.retain_dir)],
+        "kwargs": kwargs,
+        "result_dir": str(staged.result_dir),
+        "forbidden": [str(p) for p in hidden] if mode == "none" else [],
+        "allowed": [str(staged.workdir), *views.view.python_paths()],
+        # isolated, the loopback is the sandbox's own (torchrun's rendezvous); unisolated, it is the host's
+        "block_loopback": mode == "none",
+        # RLIMIT_AS breaks CUDA (it reserves huge address ranges): on GPUs the cap is polled only
+        "memory_cap_bytes": int(memory_cap_mb * 2**20) if memory_cap_mb and not cuda else None,
+    }
+    path = staged.control_dir / "spec.json"
+    path.write_text(json.dumps(spec, indent=1))
+    path.chmod(0o644)
+    return path
+
+
+def _watch(child: subprocess.Popen, monitor: _Monitor, result: SandboxResult, budget_s: float) -> None:
+    """Wait for the child, the budget or the memory cap, whichever comes first; note pauses of our own."""
+    started = last = time.monotonic()
+    while child.poll() is None:
+        now = time.monotonic()
+        result.stalled_s = max(result.stalled_s, now - last - POLL_S)
+        last = now
+        if now - started >= budget_s:
+            result.timed_out = True
+            return
+        if monitor.over_cap.is_set():
+            result.killed_for_memory = True
+            return
+        time.sleep(POLL_S)
+    if time.monotonic() - started > budget_s + LATE_S:  # it finished after its deadline, unseen
+        result.timed_out = True
+
+
 def run(
     staged: StagedRun,
     *,
@@ -385,91 +454,98 @@ def run(
     memory_cap_mb: float | None = None,
     grace_s: float = 10.0,
     tag: str = "",
+    on_output=None,
 ) -> SandboxResult:
-    """Run the staged submission once; never raises for anything the submission does."""
+    """Run the staged submission once; never raises for anything the submission does.
+
+    `on_output(stream, chunk)`, when given, sees the child's output as it comes ("stdout"/"stderr", bytes).
+    """
     hidden = [Path(p) for p in hidden or []]
-    spec_path = staged.control_dir / "spec.json"
-    cuda = any(Path("/dev").glob("nvidia[0-9]*"))
-    spec = {
-        "submission": str(staged.submission),
-        "args": [str(staged.model_dir), str(staged.out_dir), str(staged.forget_dir), str(staged.retain_dir)],
-        "kwargs": kwargs,
-        "result_dir": str(staged.result_dir),
-        "forbidden": [str(p) for p in hidden],
-        "allowed": [str(staged.workdir)],
-        # RLIMIT_AS breaks CUDA (it reserves huge address ranges): on GPUs the cap is polled only
-        "memory_cap_bytes": int(memory_cap_mb * 2**20) if memory_cap_mb and not cuda else None,
-    }
-    spec_path.write_text(json.dumps(spec, indent=1))
-    command, warnings = _launcher_command(launcher, processes, spec_path)
-    if isolation == "bwrap":
-        command = _bwrap_prefix(staged, hidden) + command
-    elif isolation == "unshare":
-        command = (_unshare_prefix() or []) + ["--", *command]
-    else:
+    spec_path = _write_spec(staged, kwargs, hidden, isolation, memory_cap_mb)
+    argv, warnings = _launcher_command(launcher, processes, spec_path)
+    view = view_of(staged, spec_path, hidden, memory_cap_mb)
+    command = isolation_command(isolation, view, argv, staged.control_dir)
+    if isolation == "none":
         warnings.append(
-            "no isolation: bubblewrap and unshare are unavailable, so the submission runs as a plain child "
-            "with network access and the whole file system visible (install bubblewrap)"
+            "no isolation (--isolation none): the submission ran as a plain child that could read the whole "
+            "file system, reach the network and write the results folder; its record is marked unisolated"
         )
+    group = cgroups.create(tag or str(os.getpid()), memory_cap_mb)
     log_dir.mkdir(parents=True, exist_ok=True)
     stdout_path, stderr_path = log_dir / "stdout.log", log_dir / "stderr.log"
     result = SandboxResult(
         returncode=None, wall_s=0.0, isolation=isolation, command=command, warnings=warnings,
-        stdout_path=stdout_path, stderr_path=stderr_path,
+        stdout_path=stdout_path, stderr_path=stderr_path, memory_cgroup=group is not None,
     )  # fmt: skip
+    echo = (lambda name: lambda chunk: on_output(name, chunk)) if on_output else (lambda name: None)  # noqa: E731
+    out_fd, out_log = capture(stdout_path, on_chunk=echo("stdout"))
+    err_fd, err_log = capture(stderr_path, on_chunk=echo("stderr"))
     started = time.time()
     env = scrubbed_env(dict(os.environ), deadline=started + budget_s, home=staged.home_dir, tag=tag)
-    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
-        try:
-            child = subprocess.Popen(
-                command, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env, cwd=staged.home_dir,
-                start_new_session=True,
-            )  # fmt: skip
-        except OSError as exc:
-            raise HarnessError(f"cannot start the submission: {exc}") from exc
-        monitor = _Monitor(psutil.Process(child.pid), memory_cap_mb)
-        monitor.start()
-        deadline = started + budget_s
-        try:
-            while child.poll() is None:
-                if time.time() >= deadline:
-                    result.timed_out = True
-                    break
-                if monitor.over_cap.is_set():
-                    result.killed_for_memory = True
-                    break
-                time.sleep(POLL_S)
-        except BaseException:  # interrupted (Ctrl-C): take the whole tree down before going
-            _terminate(monitor.tree() + _tagged(tag, started), 1.0)
-            raise
-        if child.poll() is None:
-            _terminate(monitor.tree() + _tagged(tag, started), grace_s)
-        child.wait()
-        result.wall_s = time.time() - started
-        monitor.stop.set()
-        monitor.join()
-        leftovers = [p for p in monitor.seen.values() if p.is_running()] + _tagged(tag, started)
-        leftovers = [
-            p for p in {p.pid: p for p in leftovers}.values() if p.is_running() and p.pid != child.pid
-        ]
-        if leftovers:
-            result.leftover_killed = _terminate(leftovers, min(grace_s, 2.0))
+    try:
+        child = subprocess.Popen(
+            command, stdout=out_fd, stderr=err_fd, stdin=subprocess.DEVNULL, env=env, cwd=staged.home_dir,
+            start_new_session=True, preexec_fn=group.enter if group else None,
+        )  # fmt: skip
+    except OSError as exc:
+        raise HarnessError(f"cannot start the submission: {exc}") from exc
+    finally:
+        os.close(out_fd)
+        os.close(err_fd)
+    monitor = _Monitor(psutil.Process(child.pid), memory_cap_mb)
+    monitor.start()
+    try:
+        _watch(child, monitor, result, budget_s)
+    except BaseException:  # interrupted (Ctrl-C): take the whole tree down before going
+        _terminate(monitor.tree() + _tagged(tag, started), 1.0)
+        if group:
+            group.remove()
+        raise
+    if child.poll() is None:
+        _terminate(monitor.tree() + _tagged(tag, started), grace_s)
+    child.wait()
+    result.wall_s = time.time() - started
+    monitor.stop.set()
+    monitor.join()
+    leftovers = [p for p in monitor.seen.values() if _alive(p)] + _tagged(tag, started)
+    leftovers = [p for p in {p.pid: p for p in leftovers}.values() if _alive(p) and p.pid != child.pid]
+    if leftovers:
+        result.leftover_killed = _terminate(leftovers, min(grace_s, 2.0))
+    if group:
+        result.leftover_killed += group.kill_all()
+        result.killed_for_memory |= group.oom_killed()
+        group.remove()
+    for log in (out_log, err_log):
+        log.join(timeout=5.0)
+    if result.stalled_s > STALL_S:
+        result.warnings.append(
+            f"the harness was paused for {result.stalled_s:.1f} s while the submission ran, so its clock "
+            "could not enforce the budget"
+        )
     result.returncode = child.returncode
     result.peak_rss_mb = monitor.peak_mb
-    for path in sorted(staged.result_dir.glob("result-*.json")):
-        try:
-            result.entry_results.append(json.loads(path.read_text()))
-        except ValueError:
-            continue
-    result.violations = sorted({v for r in result.entry_results for v in r.get("violations", [])})
-    gpu = [r["peak_gpu_mb"] for r in result.entry_results if r.get("peak_gpu_mb") is not None]
-    result.peak_gpu_mb = max(gpu) if gpu else None
+    _read_results(staged, result)
     return result
 
 
+def _read_results(staged: StagedRun, result: SandboxResult) -> None:
+    for path in sorted(staged.result_dir.glob("result-*.json")):
+        try:
+            if path.is_file() and not path.is_symlink():
+                result.entry_results.append(json.loads(path.read_text()[:1_000_000]))
+        except (ValueError, OSError):
+            continue
+    result.entry_results = [r for r in result.entry_results if isinstance(r, dict)]
+    result.violations = sorted({str(v) for r in result.entry_results for v in r.get("violations", []) or []})
+    gpu = [r["peak_gpu_mb"] for r in result.entry_results if isinstance(r.get("peak_gpu_mb"), (int, float))]
+    result.peak_gpu_mb = max(gpu) if gpu else None
+
+
 def cleanup(staged: StagedRun) -> None:
-    """Remove the staged copies (model, data, home) once the run is over; out/ and control/ stay."""
-    for folder in (staged.model_dir, staged.home_dir, staged.forget_dir, staged.retain_dir):
+    """Remove the staged copies (model, data, home, the jail's mount point) once the run is over; out/ and
+    control/ stay."""
+    jail_root = staged.control_dir / "jail-root"
+    for folder in (staged.model_dir, staged.home_dir, staged.forget_dir, staged.retain_dir, jail_root):
         if not folder.exists():
             continue
         for path in [folder, *folder.rglob("*")]:

@@ -59,9 +59,10 @@ def test_distance_and_hash(out, reference):
     assert report.ok and not report.unchanged
     assert report.max_abs_diff == pytest.approx(0.5, abs=1e-6)
     assert report.distance == pytest.approx(0.5 / norm, rel=1e-5)
-    file_hash = hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest()
-    assert report.files == {"model.safetensors": file_hash}
-    combined = hashlib.sha256(f"model.safetensors:{file_hash}\n".encode()).hexdigest()
+    # every file the evaluation may read is hashed (config and tokenizer too), not the weights alone
+    hashes = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.iterdir())}
+    assert report.files == hashes and {"model.safetensors", "config.json", "tokenizer.json"} <= set(hashes)
+    combined = hashlib.sha256("".join(f"{n}:{h}\n" for n, h in sorted(hashes.items())).encode()).hexdigest()
     assert report.sha256 == combined == checkpoint_hash(out)[0]
     assert report.sha256 != validate(reference, reference).sha256
 

@@ -15,6 +15,15 @@ from harness import sandbox
 from harness.errors import HarnessError
 from harness.runner import run_submission
 
+#: the isolated modes this machine can test (both where bubblewrap is installed and we are root)
+ISOLATED = [
+    pytest.param(mode, marks=pytest.mark.skipif(not ok, reason=f"isolation '{mode}' does not work here"))
+    for mode, ok in (
+        ("bwrap", BWRAP or shutil.which("bwrap") is not None),
+        ("unshare", shutil.which("unshare") is not None),
+    )
+]
+
 
 def test_scrubbed_env_drops_credentials_and_sets_the_deadline(tmp_path):
     base = {
@@ -62,7 +71,7 @@ def test_launcher_commands(tmp_path):
 
 def test_isolation_choice():
     assert sandbox.detect_isolation("none") == "none"
-    assert sandbox.detect_isolation("auto") in sandbox.ISOLATIONS
+    assert sandbox.detect_isolation("auto") in ("bwrap", "unshare")  # auto never means unisolated
     with pytest.raises(HarnessError, match="unknown isolation"):
         sandbox.detect_isolation("docker")
 
@@ -74,7 +83,7 @@ def test_tail(tmp_path):
     assert sandbox.tail(tmp_path / "absent.txt") == ""
 
 
-def test_task_paths_and_masks(mini_task, tmp_path):  # noqa: F811
+def test_task_paths_and_the_view(mini_task, tmp_path):  # noqa: F811
     paths = sandbox.task_paths(mini_task)
     root = Path(mini_task.model_dir).resolve().parent
     assert paths == sorted(
@@ -83,13 +92,24 @@ def test_task_paths_and_masks(mini_task, tmp_path):  # noqa: F811
     staged = sandbox.StagedRun(
         workdir=tmp_path, model_dir=tmp_path / "model", forget_dir=tmp_path / "forget", retain_dir=tmp_path / "retain",
         out_dir=tmp_path / "out", home_dir=tmp_path / "home", control_dir=tmp_path / "control",
-        submission=tmp_path / "s.py", model_source=Path(mini_task.model_dir), model_copied=False,
+        submission=tmp_path / "code" / "s.py", model_source=Path(mini_task.model_dir), model_copied=False,
+        model_binds=((Path(mini_task.model_dir) / "config.json", tmp_path / "model" / "config.json"),),
     )  # fmt: skip
-    outside = Path("/srv/task-data-for-test")
-    args = sandbox._bwrap_prefix(staged, [Path(sys.prefix), outside, Path("/")])
-    masks = [args[i + 1] for i, a in enumerate(args) if a == "--tmpfs"]
-    assert masks == ["/tmp", "/dev/shm"]  # never python's prefix or /; absent folders are skipped
-    assert args[-1] == "--" and "--unshare-net" in args and "--die-with-parent" in args
+    view = sandbox.view_of(staged, tmp_path / "control" / "spec.json", [*paths, Path.home()], None)
+    binds = [Path(m.dest) for m in view.mounts if m.kind in ("ro", "rw", "dev")]
+    for hidden in [*paths, Path.home()]:  # absent: neither bound nor below a bound tree (a tmpfs is private)
+        assert not any(d == hidden or d in hidden.parents for d in binds), hidden
+    assert set(view.paths("rw")) == {
+        str(tmp_path / "out"),
+        str(tmp_path / "home"),
+        str(tmp_path / "control" / "results"),
+    }
+    assert str(tmp_path / "model" / "config.json") in view.paths("ro") and str(sandbox.ENTRY) in view.paths(
+        "ro"
+    )
+    assert "/tmp" in view.paths("tmpfs") and "/proc" in view.paths("proc")
+    assert sys.prefix in view.paths("ro") or any(Path(sys.prefix).is_relative_to(p) for p in view.paths("ro"))
+    assert "/etc/shadow" not in view.paths("ro")  # root-only files of /etc stay out
 
 
 @pytest.mark.parametrize("isolation", ["none", "unshare"])
@@ -104,8 +124,12 @@ def test_other_isolation_modes_still_run_and_guard(isolation, mini_task, tmp_pat
     assert (isolation == "none") == any("no isolation" in w for w in good.warnings)
     secret = str(mini_task.eval_forget)
     probe = run_submission(SUBMISSIONS / "read_task_path.py", mini_task, params={"path": secret}, **kwargs)
-    assert probe.status == "SANDBOX_VIOLATION"  # the audit hook guards Python-level reads in every mode
-    assert "a task path not given to unlearn()" in probe.message
+    found = json.loads((probe.run_dir / "work" / "out" / "probe.json").read_text())
+    if isolation == "none":  # the audit hook is the only guard of an unisolated run
+        assert probe.status == "SANDBOX_VIOLATION" and "a task path not given to unlearn()" in probe.message
+    else:  # the file is not in the view: for the child process too
+        assert probe.status == "CRASHED" and "FileNotFoundError" in probe.message
+        assert found["cat"] == ""
 
 
 @pytest.fixture
@@ -116,8 +140,8 @@ def outside_tmp():
     shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.mark.skipif(not BWRAP, reason="bubblewrap is not available")
-def test_bwrap_masks_the_results_root_and_cache(mini_task, outside_tmp, monkeypatch):  # noqa: F811
+@pytest.mark.parametrize("isolation", ISOLATED)
+def test_the_results_root_and_cache_are_absent(isolation, mini_task, outside_tmp, monkeypatch):  # noqa: F811
     cache = outside_tmp / "cache"
     (cache / "other").mkdir(parents=True)
     (cache / "other" / "gold.txt").write_text("GOLD-MODEL")
@@ -129,8 +153,8 @@ def test_bwrap_masks_the_results_root_and_cache(mini_task, outside_tmp, monkeypa
     for target in (cache / "other" / "gold.txt", earlier / "forget_0.csv"):
         result = run_submission(
             SUBMISSIONS / "read_task_path.py", mini_task, params={"path": str(target)}, results_root=runs,
-            progress=False, record=False,
+            progress=False, record=False, isolation=isolation,
         )  # fmt: skip
-        assert result.status == "SANDBOX_VIOLATION"
+        assert result.status == "CRASHED" and "FileNotFoundError" in result.message
         probe = json.loads((result.run_dir / "work" / "out" / "probe.json").read_text())
         assert probe["cat"] == "" and "open" not in probe

@@ -7,13 +7,19 @@ own evaluation engine and official scorer on the tiny task.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tasks.tiny import build_tiny, cache_key, tiny_paths, tiny_spec
-from tasks.tiny.build import TINY_MAX_NEW_TOKENS
+from tasks.tiny.build import TINY_MAX_NEW_TOKENS, canonical_differences, pinned_hashes
 
 # the 12 official terms: forget (inverted) T1 reg, T1 know, T2 reg, T2 know, T3 reg, T3 know, then retain
 FORGET_TERMS, RETAIN_TERMS = slice(0, 6), slice(6, 12)
@@ -147,20 +153,32 @@ def test_untrained_model_of_the_same_shape_is_at_chance(tiny_task, tmp_path: Pat
 def test_concurrent_builders_build_once_and_leave_no_scratch(tmp_path: Path, monkeypatch) -> None:
     import threading
 
+    from tasks.tiny import build as build_module
     from tasks.tiny import model
 
     calls: list[str] = []
+
+    class FakeChild:  # what a training child that has finished looks like to the builder
+        stdout: list[bytes] = []
+
+        def wait(self) -> int:
+            return 0
+
+        def poll(self) -> int:
+            return 0
 
     def fake_tokenizer(texts, settings, out_dir):
         out_dir.mkdir(parents=True, exist_ok=True)
         return "tokenizer"
 
-    def fake_model(texts, tokenizer, settings, seed, out_dir, on_epoch=None):
-        calls.append(str(out_dir))
-        (out_dir / "model.safetensors").write_text("weights")
+    def fake_training(paths, tmp, which):
+        calls.append(which)
+        (tmp / which).mkdir()
+        (tmp / which / "model.safetensors").write_text("weights")
+        return FakeChild()
 
     monkeypatch.setattr(model, "train_tokenizer", fake_tokenizer)
-    monkeypatch.setattr(model, "train_model", fake_model)
+    monkeypatch.setattr(build_module, "_start_training", fake_training)
     stale = tmp_path / f".{tiny_paths(seed=1, cache_root=tmp_path).root.name}.tmp-999999-dead"
     (stale / "model").mkdir(parents=True)  # what a killed builder leaves behind
     results = []
@@ -174,8 +192,96 @@ def test_concurrent_builders_build_once_and_leave_no_scratch(tmp_path: Path, mon
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(results) == 3 and len(set(results)) == 1 and len(calls) == 1
+    assert len(results) == 3 and len(set(results)) == 1 and calls == ["model"]
     build = results[0]
     assert build.complete and (build.model_dir / "model.safetensors").read_text() == "weights"
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == [build.root.name]
     assert (build.forget_dir / "forget.parquet").is_file() and build.gold_model_dir is None
+    assert not (build.root / ".tokenizer").exists()
+    assert json.loads((build.root / "build.json").read_text())["canonical"] == {"pinned": False}
+
+
+# --- the canonical world ------------------------------------------------------------------------------
+
+x86_only = pytest.mark.skipif(platform.machine() != "x86_64", reason="the canonical build is made on x86_64")
+
+
+@x86_only
+def test_the_default_world_is_the_canonical_one(tiny_world) -> None:
+    pinned = pinned_hashes(0, "tiny")
+    assert pinned is not None and "gold/model.safetensors" in pinned
+    assert canonical_differences(tiny_world) == []
+    manifest = json.loads((tiny_world.root / "build.json").read_text())
+    assert manifest["canonical"]["pinned"] is True and manifest["canonical"]["differs"] == []
+    # the target trained under the reproducible kernels, whatever this process runs under
+    assert manifest["kernels"]["cpu_capability"] == "DEFAULT" and manifest["kernels"]["problems"] == ""
+    assert manifest["kernels"]["mkl_branch"] in ("COMPATIBLE", None)
+
+
+def test_a_changed_byte_is_a_difference_from_the_canonical_world(tiny_world, tmp_path: Path) -> None:
+    copy = tmp_path / tiny_world.root.name
+    shutil.copytree(tiny_world.root, copy)
+    moved = dataclasses.replace(tiny_world, root=copy)
+    before = canonical_differences(moved)
+    weights = copy / "gold" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    (copy / "mia" / "member.jsonl").write_text("{}\n")
+    assert canonical_differences(moved) == sorted({*before, "gold/model.safetensors", "mia/member.jsonl"})
+    assert canonical_differences(dataclasses.replace(moved, seed=7)) is None  # seed 7 is not pinned
+
+
+# each child: load the session's (canonical) world and hash its tensors, then build a 1-epoch variant
+# (its own cache key) and hash its files; all under the ATEN_CPU_CAPABILITY the test gives it
+_UNDER_CAPABILITY = """
+import dataclasses, hashlib, json, sys
+from pathlib import Path
+import torch
+from transformers import AutoModelForCausalLM
+import tasks.tiny.build as b
+def tensors(folder):
+    state = AutoModelForCausalLM.from_pretrained(folder).state_dict()
+    return hashlib.sha256(b"".join(state[k].numpy().tobytes() for k in sorted(state))).hexdigest()
+canonical = Path(sys.argv[1])
+loaded = {"target": tensors(canonical / "model"), "gold": tensors(canonical / "gold"), "files": b.file_hashes(canonical)}
+b.SETTINGS["tiny"] = dataclasses.replace(b.SETTINGS["tiny"], epochs=1)
+build = b.build_tiny(seed=0, size="tiny", cache_root=Path(sys.argv[2]), progress=False)
+print(json.dumps({"cap": torch.backends.cpu.get_cpu_capability(), "loaded": loaded,
+                  "reduced": b.file_hashes(build.root), "kernels": json.loads((build.root / "build.json").read_text())["kernels"]}))
+"""
+
+
+@x86_only
+@pytest.mark.slow
+def test_the_world_is_the_same_built_or_loaded_under_each_capability(tiny_world, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    def tensors(path: Path) -> str:
+        state = load_file(path)
+        return hashlib.sha256(b"".join(state[k].numpy().tobytes() for k in sorted(state))).hexdigest()
+
+    base = {k: v for k, v in os.environ.items() if k != "ATEN_CPU_CAPABILITY"}
+    children = {}
+    for capability in ("default", "avx2", "native"):
+        env = base if capability == "native" else {**base, "ATEN_CPU_CAPABILITY": capability}
+        args = [sys.executable, "-c", _UNDER_CAPABILITY, str(tiny_world.root), str(tmp_path / capability)]
+        children[capability] = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    runs = {}
+    for capability, child in children.items():
+        out, err = child.communicate(timeout=600)
+        assert child.returncode == 0, err.decode()[-2000:]
+        runs[capability] = json.loads(out.decode().strip().splitlines()[-1])
+    assert runs["default"]["cap"] == "DEFAULT" and runs["avx2"]["cap"] in ("AVX2", "DEFAULT")
+    expected = {
+        "target": tensors(tiny_world.model_dir / "model.safetensors"),
+        "gold": tensors(tiny_world.gold_model_dir / "model.safetensors"),
+        "files": pinned_hashes(0, "tiny"),
+    }
+    for capability, run in runs.items():
+        assert run["loaded"] == expected, capability
+        assert run["kernels"]["cpu_capability"] == "DEFAULT" and run["kernels"]["problems"] == "", capability
+    # the 1-epoch build: every file the same whatever ISA the caller runs under
+    reduced = [run["reduced"] for run in runs.values()]
+    assert "model/model.safetensors" in reduced[0] and reduced[0] == reduced[1] == reduced[2]
+    assert reduced[0]["model/model.safetensors"] != expected["files"]["model/model.safetensors"]

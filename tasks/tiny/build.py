@@ -6,6 +6,11 @@ version, seed, size and training settings; the cache root is the ``cache_root`` 
 and renamed into place, under a file lock, so concurrent builders never see or leave a half-written
 build; with the same inputs, `build_tiny` returns the existing build at once. ``gold=True`` on an
 existing build adds the retain-only gold model the same way.
+
+The models train in child processes under `tasks.determinism.reproducible_cpu_env` (`tasks.tiny.trainer`),
+so on x86_64 a build is the same whatever the CPU's vector ISA. The canonical worlds' file hashes are
+pinned in ``canonical.json`` by cache key; each build is compared with them (``canonical`` in
+build.json, a warning on stderr where it differs) and `canonical_differences` checks a build at any time.
 """
 
 from __future__ import annotations
@@ -21,12 +26,15 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.determinism import reproducible_cpu_env
 from tasks.spec import TaskSpec
 from tasks.tiny.model import TrainSettings
+from tasks.tiny.trainer import finish, read_reports
+from tasks.tiny.trainer import start as start_training
 from tasks.tiny.world import SIZES, WORLD_VERSION
 
-#: bump when the model recipe changes: part of the cache key
-MODEL_VERSION = 4
+#: bump when the model recipe changes: part of the cache key (5: trained in a child under fixed kernels)
+MODEL_VERSION = 5
 #: the generator version recorded in the cache key and build.json
 GENERATOR_VERSION = f"world{WORLD_VERSION}-model{MODEL_VERSION}"
 
@@ -87,6 +95,7 @@ def cache_key(seed: int, size: str) -> str:
         "seed": seed,
         "size": size,
         "settings": SETTINGS[size].as_dict(),
+        "kernels": reproducible_cpu_env(SETTINGS[size].threads),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -157,14 +166,14 @@ def _scratch(parent: Path, name: str) -> Path:
 
 
 def _build_base(paths: TinyBuild, reporter: _Reporter, gold: bool) -> None:
-    """Data, tokenizer and target model; with ``gold`` the gold model trains at the same time in a child
-    process (each training is single-threaded, so the two share a 2-core machine without slowing down)."""
-    from tasks.tiny.model import train_model, train_tokenizer
+    """Data, tokenizer and target model; with ``gold`` the gold model trains at the same time in a second
+    child (each training is single-threaded, so the two share a 2-core machine without slowing down)."""
+    from tasks.tiny.model import train_tokenizer
     from tasks.tiny.world import generate_world, training_texts, write_world
 
     settings = SETTINGS[paths.size]
     tmp = _scratch(paths.root.parent, paths.root.name)
-    gold_child = None
+    children: list[subprocess.Popen] = []
     try:
         timings: dict[str, float] = {}
         start = time.perf_counter()
@@ -175,23 +184,24 @@ def _build_base(paths: TinyBuild, reporter: _Reporter, gold: bool) -> None:
         timings["data_s"] = time.perf_counter() - start
         start = time.perf_counter()
         step = reporter.stage("tiny world: tokenizer", 1)
-        texts = training_texts(world)
-        corpus = texts + [doc.document for doc in world.nonmembers]
-        tokenizer = train_tokenizer(corpus, settings, tmp / "model")
+        corpus = training_texts(world) + [doc.document for doc in world.nonmembers]
+        train_tokenizer(corpus, settings, tmp / _TOKENIZER)
         step(1)
         timings["tokenizer_s"] = time.perf_counter() - start
-        if gold:
-            gold_child = _start_gold_child(paths, tokenizer, tmp / "gold")
         start = time.perf_counter()
+        if gold:
+            children.append(_start_training(paths, tmp, "gold"))
+        children.append(_start_training(paths, tmp, "model"))
         step = reporter.stage("tiny world: target model", settings.epochs)
-        train_model(
-            texts, tokenizer, settings, paths.seed, tmp / "model", lambda e, loss: step(e, f"loss {loss:.3f}")
-        )
+        kernels = read_reports(children[-1].stdout, lambda e, loss: step(e, f"loss {loss:.3f}"))
+        finish(children[-1], "target", tmp / ".model.log")
         timings["model_s"] = time.perf_counter() - start
-        if gold_child is not None:
+        if gold:
             step = reporter.stage("tiny world: gold model (in parallel)", 1)
-            _wait_gold_child(*gold_child)
+            _finish_gold(children[0], tmp)
             step(1)
+        shutil.rmtree(tmp / _TOKENIZER)
+        canonical = _check_canonical(tmp, paths, ("model", "data", "gold") if gold else ("model", "data"))
         manifest = {
             "generator": GENERATOR_VERSION,
             "seed": paths.seed,
@@ -199,6 +209,8 @@ def _build_base(paths: TinyBuild, reporter: _Reporter, gold: bool) -> None:
             "key": cache_key(paths.seed, paths.size),
             "settings": settings.as_dict(),
             "rows": {"forget": len(world.forget), "retain": len(world.retain)},
+            "kernels": kernels,
+            "canonical": canonical,
             "timings": {k: round(v, 2) for k, v in timings.items()},
         }
         (tmp / "build.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
@@ -206,60 +218,131 @@ def _build_base(paths: TinyBuild, reporter: _Reporter, gold: bool) -> None:
             shutil.rmtree(paths.root)
         os.rename(tmp, paths.root)
     finally:
-        if gold_child is not None and gold_child[0].poll() is None:  # the target failed: stop the gold too
-            gold_child[0].kill()
-            gold_child[0].wait()
+        for child in children:  # a failure on the way: stop the children too
+            if child.poll() is None:
+                child.kill()
+                child.wait()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _train_gold(seed: int, size: str, tokenizer_dir: Path, out_dir: Path) -> None:
-    """Train the retain-only gold model into ``out_dir`` (the same recipe as the target, minus forget)."""
-    from transformers import AutoTokenizer
-
-    from tasks.tiny.model import train_model
-    from tasks.tiny.world import generate_world, training_texts
-
-    start = time.perf_counter()
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    texts = training_texts(generate_world(seed, size), include_forget=False)
-    train_model(texts, tokenizer, SETTINGS[size], seed, out_dir)
-    (out_dir / "gold.json").write_text(
-        json.dumps({"trained_on": "retain + utility", "model_s": round(time.perf_counter() - start, 2)})
-        + "\n",
-        encoding="utf-8",
-    )
+#: where the builder keeps the trained tokenizer for the training children (removed once they finish)
+_TOKENIZER = ".tokenizer"
 
 
-def _start_gold_child(paths: TinyBuild, tokenizer, out_dir: Path) -> tuple[subprocess.Popen, Path]:
-    tokenizer_dir = out_dir.parent / ".gold-tokenizer"
-    tokenizer.save_pretrained(tokenizer_dir)
-    log = out_dir.parent / ".gold.log"
-    code = "import sys; from pathlib import Path; from tasks.tiny.build import _train_gold; "
-    code += "_train_gold(int(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))"
-    args = [sys.executable, "-c", code, str(paths.seed), paths.size, str(tokenizer_dir), str(out_dir)]
-    with open(log, "wb") as sink:
-        child = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT)
-    return child, log
+def _start_training(paths: TinyBuild, tmp: Path, which: str) -> subprocess.Popen:
+    """Start the child that trains ``which`` ("model": the target, "gold") into ``tmp / which``.
+
+    The target's reports come on a pipe (progress); the gold's stdout and both stderrs go to a log.
+    """
+    log = open(tmp / f".{which}.log", "wb")  # noqa: SIM115 (the child writes it; closed below)
+    try:
+        return start_training(
+            paths.seed,
+            paths.size,
+            SETTINGS[paths.size],
+            include_forget=which == "model",
+            tokenizer_dir=tmp / _TOKENIZER,
+            out_dir=tmp / which,
+            stdout=subprocess.PIPE if which == "model" else log,
+            stderr=log,
+        )
+    finally:
+        log.close()
 
 
-def _wait_gold_child(child: subprocess.Popen, log: Path) -> None:
-    if child.wait() != 0:
-        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-5:]
-        raise RuntimeError("tiny world: training the gold model failed: " + " | ".join(tail))
-    shutil.rmtree(log.parent / ".gold-tokenizer", ignore_errors=True)
+def _finish_gold(child: subprocess.Popen, tmp: Path) -> None:
+    log = tmp / ".gold.log"
+    finish(child, "gold", log)
+    kernels = read_reports(log.read_text(encoding="utf-8").splitlines())
+    record = json.loads((tmp / "gold" / "gold.json").read_text(encoding="utf-8"))
+    (tmp / "gold" / "gold.json").write_text(json.dumps({**record, "kernels": kernels}) + "\n", "utf-8")
     log.unlink()
 
 
 def _build_gold(paths: TinyBuild, reporter: _Reporter) -> None:
-    """Add the gold model to an existing build."""
+    """Add the gold model to an existing build (trained in a child, from the build's own tokenizer)."""
     tmp = _scratch(paths.root, "gold")
     try:
         step = reporter.stage("tiny world: gold model", 1)
-        _train_gold(paths.seed, paths.size, paths.model_dir, tmp)
+        shutil.copytree(paths.model_dir, tmp / _TOKENIZER, ignore=shutil.ignore_patterns("*.safetensors"))
+        _finish_gold(_start_training(paths, tmp, "gold"), tmp)
         step(1)
-        os.rename(tmp, paths.root / "gold")
+        canonical = _check_canonical(tmp, paths, ("gold",))
+        record = json.loads((tmp / "gold" / "gold.json").read_text(encoding="utf-8"))
+        (tmp / "gold" / "gold.json").write_text(
+            json.dumps({**record, "canonical": canonical}) + "\n", "utf-8"
+        )
+        os.rename(tmp / "gold", paths.root / "gold")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+#: the pinned file hashes of the canonical worlds, by cache key (`benchmarks/tiny_build.py --pin` writes it)
+CANONICAL_FILE = Path(__file__).with_name("canonical.json")
+
+
+def _canonical_files(root: Path, parts: tuple[str, ...]) -> list[str]:
+    """The files whose bytes define a world (relative paths): weights, tokenizer and the text data.
+
+    Left out: parquet (its bytes carry the writer's version), config / generation config (they carry
+    the transformers version), tokenizer_config.json, and build.json / gold.json (timings).
+    """
+    files = []
+    if "model" in parts:
+        files += ["model/model.safetensors", "model/tokenizer.json"]
+    if "gold" in parts:
+        files += ["gold/model.safetensors"]
+    if "data" in parts:
+        files += ["data/forget/forget.jsonl", "data/retain/retain.jsonl", "mia/member.jsonl"]
+        files += ["mia/nonmember.jsonl"] + sorted(str(p.relative_to(root)) for p in root.glob("mmlu/*/*.csv"))
+    return files
+
+
+def file_hashes(root: Path, parts: tuple[str, ...] = ("model", "gold", "data")) -> dict[str, str]:
+    """sha256 of each file of `_canonical_files` under a build's ``root`` (files that exist)."""
+    return {
+        name: hashlib.sha256((root / name).read_bytes()).hexdigest()
+        for name in _canonical_files(root, parts)
+        if (root / name).is_file()
+    }
+
+
+def pinned_hashes(seed: int = 0, size: str = "tiny") -> dict[str, str] | None:
+    """The canonical world's file hashes for (seed, size), or None where that world is not canonical."""
+    pins = json.loads(CANONICAL_FILE.read_text(encoding="utf-8")) if CANONICAL_FILE.is_file() else {}
+    entry = pins.get(cache_key(seed, size))
+    return None if entry is None else dict(entry["files"])
+
+
+def canonical_differences(build: TinyBuild) -> list[str] | None:
+    """The files of ``build`` whose bytes differ from the canonical world's; None where none is pinned.
+
+    The gold model counts only where the build has one.
+    """
+    pinned = pinned_hashes(build.seed, build.size)
+    if pinned is None:
+        return None
+    parts = ("model", "data", "gold") if (build.root / "gold").is_dir() else ("model", "data")
+    actual = file_hashes(build.root, parts)
+    return sorted(
+        name for name in _canonical_files(build.root, parts) if actual.get(name) != pinned.get(name)
+    )
+
+
+def _check_canonical(root: Path, paths: TinyBuild, parts: tuple[str, ...]) -> dict[str, object]:
+    """Compare a fresh build in ``root`` with the pinned hashes; warns on stderr where it differs."""
+    pinned = pinned_hashes(paths.seed, paths.size)
+    if pinned is None:
+        return {"pinned": False}
+    actual = file_hashes(root, parts)
+    differs = sorted(name for name in _canonical_files(root, parts) if actual.get(name) != pinned.get(name))
+    if differs:
+        print(
+            f"tiny world: warning: {paths.root.name} differs from the canonical world in {', '.join(differs)}"
+            " (the canonical build is reproduced on x86_64 only: see the README)",
+            file=sys.stderr,
+        )
+    return {"pinned": True, "matches": not differs, "differs": differs}
 
 
 def build_tiny(

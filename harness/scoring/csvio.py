@@ -13,14 +13,13 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.files import write_text_atomic
 from tasks.data import Cell, concat_kinds, read_csv_like_pandas
 from tasks.errors import DataError
 
@@ -159,19 +158,6 @@ def read_mia_losses(directory: Path) -> tuple[list[float], list[float]] | None:
         if not values:
             raise HarnessError(f"{folder}: the {name}_*.csv files have no rows")
     return losses
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it onto `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_row_scores(path: Path, rows: Sequence[RowScore]) -> None:

@@ -79,18 +79,22 @@ class PairedBootstrap:
 
 
 # -- reading the run directory ------------------------------------------------------------------------------
-def _read_csv(path: Path) -> list[dict[str, str]]:
+def _read_columns(path: Path, columns: tuple[str, ...]) -> list[tuple[str | None, ...]]:
+    """The named columns of a CSV's rows (blank lines skipped, short rows padded with None, as DictReader)."""
     try:
         with path.open(newline="", encoding="utf-8") as handle:
-            return list(csv.DictReader(handle))
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            rows = [row for row in reader if row]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise BoardError(f"{path}: cannot read: {exc}") from None
-
-
-def _need(path: Path, rows: list[dict[str, str]], columns: tuple[str, ...]) -> None:
-    if rows and not set(columns) <= set(rows[0]):
-        missing = ", ".join(c for c in columns if c not in rows[0])
+    if header is None or not rows:
+        return []
+    if not set(columns) <= set(header):
+        missing = ", ".join(c for c in columns if c not in header)
         raise BoardError(f"{path}: missing column(s) {missing}")
+    index = [header.index(c) for c in columns]
+    return [tuple(row[i] if i < len(row) else None for i in index) for row in rows]
 
 
 def _number(path: Path, line: int, text: str | None, what: str) -> float:
@@ -112,19 +116,17 @@ def _keyed(ids: list[str]) -> list[tuple[str, int]]:
 
 
 def _read_groups(path: Path) -> tuple[_Group, ...]:
-    rows = _read_csv(path)
-    _need(path, rows, ("split", "task", "kind", "id", "score"))
+    rows = _read_columns(path, ("split", "task", "kind", "id", "score"))
     by_group: dict[tuple[str, str, str], list[tuple[str, float]]] = {}
     tasks: dict[str, set[str]] = {split: set() for split in _SPLITS}
-    for line, row in enumerate(rows, start=2):
-        split, kind = row["split"], row["kind"]
+    for line, (split, task, kind, row_id, text) in enumerate(rows, start=2):
         if split not in _SPLITS:
             raise BoardError(f"{path}:{line}: unknown split {split!r} (expected forget or retain)")
         if kind not in _KINDS:
             continue  # ids with neither sc nor qa are ignored by the official scorer (spec 2.5)
-        score = _number(path, line, row["score"], "score")
-        tasks[split].add(row["task"])
-        by_group.setdefault((split, row["task"], kind), []).append((row["id"], score))
+        score = _number(path, line, text, "score")
+        tasks[split].add(task)  # type: ignore[arg-type]
+        by_group.setdefault((split, task, kind), []).append((row_id, score))  # type: ignore[arg-type]
     groups = []
     for split in _SPLITS:  # official term order: forget then retain, tasks sorted, sc then qa (spec 2.6)
         for task in sorted(tasks[split]):
@@ -146,13 +148,11 @@ def _read_nll(folder: Path, prefix: str) -> dict[tuple[str, int], float] | None:
         return None
     ids, values = [], []
     for path in files:
-        rows = _read_csv(path)
-        _need(path, rows, ("id", "nll"))
-        for line, row in enumerate(rows, start=2):
-            value = _number(path, line, row["nll"], "nll")
+        for line, (row_id, text) in enumerate(_read_columns(path, ("id", "nll")), start=2):
+            value = _number(path, line, text, "nll")
             if math.isnan(value):
                 raise BoardError(f"{path}:{line}: nll is NaN (the official scorer refuses NaN losses)")
-            ids.append(row["id"])
+            ids.append(row_id)
             values.append(value)
     return dict(zip(_keyed(ids), values))
 
@@ -165,13 +165,12 @@ def _read_mmlu(folder: Path) -> tuple[dict[tuple[str, int], float] | None, float
     if files:
         correct: dict[tuple[str, int], float] = {}
         for path in files:
-            rows = _read_csv(path)
-            _need(path, rows, ("correct",))
-            for index, row in enumerate(rows):
-                value = _TRUE.get(str(row["correct"]).strip().lower())
+            subject = path.stem
+            for index, (text,) in enumerate(_read_columns(path, ("correct",))):
+                value = _TRUE.get(str(text).strip().lower())
                 if value is None:
-                    raise BoardError(f"{path}:{index + 2}: 'correct' is not a boolean: {row['correct']!r}")
-                correct[(path.stem, index)] = value
+                    raise BoardError(f"{path}:{index + 2}: 'correct' is not a boolean: {text!r}")
+                correct[(subject, index)] = value
         return correct, None
     metrics = folder / "metrics.json"
     if metrics.is_file():
@@ -230,7 +229,7 @@ def _resampled_auc(rng: np.random.Generator, member: np.ndarray, nonmember: np.n
     for r in range(member.shape[0]):
         diff = member[r][:, None] - nonmember[r][None, :]
         wins = (diff < 0) + 0.5 * (diff == 0)
-        out[r] = np.einsum("bi,ij,bj->b", counts_m, wins, counts_n) / (m * k)
+        out[r] = ((counts_m @ wins) * counts_n).sum(axis=1) / (m * k)
     return out
 
 
@@ -283,7 +282,10 @@ class Resampled:
 
 def _align(dicts: list[dict[tuple[str, int], float]]) -> tuple[np.ndarray, int]:
     """(runs, common keys) values in the first run's order, and how many values were not in every run."""
-    common = [key for key in dicts[0] if all(key in other for other in dicts[1:])]
+    first = list(dicts[0])
+    if all(list(other) == first for other in dicts[1:]):  # the usual case: the same rows in the same order
+        return np.array([list(d.values()) for d in dicts], dtype=np.float64).reshape(len(dicts), -1), 0
+    common = [key for key in first if all(key in other for other in dicts[1:])]
     values = np.array([[d[key] for key in common] for d in dicts], dtype=np.float64).reshape(len(dicts), -1)
     return values, sum(len(d) for d in dicts) - len(dicts) * len(common)
 

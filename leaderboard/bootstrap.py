@@ -9,9 +9,12 @@ What is resampled (with replacement, same size, fixed seed):
 - the MMLU questions of ``mmlu_results/<subject>.csv`` ('correct' column) -> the micro average;
 - final score = mean of the three, per resample (only when both MIA and MMLU are present, as officially).
 
-Everything is vectorised over resamples (chunks of resamples bound the memory). The paired version
-(`bootstrap_pair`) draws the same row indices for two runs, rows matched by id, and gives intervals of the
-difference B - A. Intervals are 95% percentile intervals.
+Everything is vectorised over resamples and runs (`resample_runs`: the runs of one world draw the same row
+indices, rows matched by id; chunks of resamples bound the memory). The paired version (`bootstrap_pair`)
+gives intervals of the difference B - A of two runs. A seed group's two-level bootstrap (`bootstrap_group`,
+`bootstrap_group_pair`) also resamples the seeds, from a random stream of their own (`seed_weights`), and
+averages the drawn runs' statistics. The formulas (harmonic mean, MIA score, final score) are
+`leaderboard.formulas`'. Intervals are 95% percentile intervals.
 """
 
 from __future__ import annotations

@@ -293,6 +293,8 @@ def test_stability_command(seeds_db: Path, capsys, demo_db: Path) -> None:
     assert code == 2 and err.count("\n") == 1 and "no runs recorded for task 'lume'" in err
     code, _, err = run_cli(capsys, "board", "stability", "--db", str(seeds_db), "--resamples", "0")
     assert code == 2 and "Invalid value for '--resamples'" in err  # click's usage error
-    code, out, err = run_cli(capsys, "board", "stability", "--db", str(demo_db), "--json", "--resamples", "50")
+    code, out, err = run_cli(
+        capsys, "board", "stability", "--db", str(demo_db), "--json", "--resamples", "50"
+    )
     assert code == 0, err  # a board of single runs: the two levels are the rows only
     assert [v["seeds"] for v in json.loads(out)["variants"]] == [1, 1, 1, 1]

@@ -348,7 +348,9 @@ def validate(out_dir: Path, reference_dir: Path, *, distance: bool = True) -> Ch
     if report.unchanged:
         report.message = "unchanged: the checkpoint equals the input model (a no-op); still scored"
     elif report.max_abs_diff == 0.0 and report.changed_files:
-        report.message = f"valid (the weights equal the input model's; changed: {', '.join(report.changed_files)})"
+        report.message = (
+            f"valid (the weights equal the input model's; changed: {', '.join(report.changed_files)})"
+        )
     else:
         report.message = "valid"
     return report

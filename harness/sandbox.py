@@ -16,6 +16,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -437,7 +438,9 @@ def _watch(child: subprocess.Popen, monitor: _Monitor, result: SandboxResult, bu
             result.killed_for_memory = True
             return
         time.sleep(POLL_S)
-    if time.monotonic() - started > budget_s + LATE_S:  # it finished after its deadline, unseen
+    now = time.monotonic()
+    result.stalled_s = max(result.stalled_s, now - last - POLL_S)
+    if now - started > budget_s + LATE_S:  # it finished after its deadline, unseen
         result.timed_out = True
 
 
@@ -535,8 +538,14 @@ def _read_results(staged: StagedRun, result: SandboxResult) -> None:
                 result.entry_results.append(json.loads(path.read_text()[:1_000_000]))
         except (ValueError, OSError):
             continue
-    result.entry_results = [r for r in result.entry_results if isinstance(r, dict)]
-    result.violations = sorted({str(v) for r in result.entry_results for v in r.get("violations", []) or []})
+    result.entry_results = [
+        {k: plain(v) if isinstance(v, str) else v for k, v in r.items()}
+        for r in result.entry_results
+        if isinstance(r, dict)
+    ]
+    result.violations = sorted(
+        {plain(str(v)) for r in result.entry_results for v in r.get("violations") or []}
+    )
     gpu = [r["peak_gpu_mb"] for r in result.entry_results if isinstance(r.get("peak_gpu_mb"), (int, float))]
     result.peak_gpu_mb = max(gpu) if gpu else None
 
@@ -554,6 +563,17 @@ def cleanup(staged: StagedRun) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+_ESCAPES = re.compile(
+    r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)|[@-Z\\-_])|[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]"
+)
+
+
+def plain(text: str) -> str:
+    """Text that came from the child (a message, a log tail) without terminal escape sequences or control
+    characters: it is shown on the user's terminal and stored on the board."""
+    return _ESCAPES.sub("", text.replace("\r\n", "\n"))
+
+
 def tail(path: Path | None, lines: int = 20) -> str:
     """The last `lines` lines of a log file ('' when absent)."""
     if path is None or not Path(path).is_file():
@@ -563,4 +583,4 @@ def tail(path: Path | None, lines: int = 20) -> str:
         size = handle.tell()
         handle.seek(max(0, size - 64 * 1024))
         text = handle.read().decode("utf-8", errors="replace")
-    return "\n".join(text.splitlines()[-lines:])
+    return plain("\n".join(text.splitlines()[-lines:]))

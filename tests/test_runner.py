@@ -191,7 +191,8 @@ def test_valid_unscored_run_hashes_and_measures(mini_task, tmp_path):
     assert result.status == "OK", result.message
     ckpt = result.checkpoint
     assert ckpt is not None and not ckpt.unchanged and 0 < ckpt.distance < 1e-5
-    assert len(ckpt.sha256) == 64 and list(ckpt.files) == ["model.safetensors"]
+    out = result.run_dir / "work" / "out"
+    assert len(ckpt.sha256) == 64 and sorted(ckpt.files) == sorted(p.name for p in out.iterdir())
     manifest = json.loads((result.run_dir / "manifest.json").read_text())
     assert manifest["isolation"] == ("bwrap" if BWRAP else manifest["isolation"])
     assert manifest["checkpoint"]["sha256"] == ckpt.sha256

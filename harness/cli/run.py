@@ -11,8 +11,10 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
 
 from harness.cli._group import cli
 from harness.contract import check_submission
@@ -56,8 +58,9 @@ def _stderr() -> Console:
 def _print_result(result: RunResult, console: Console) -> None:
     colour = "green" if result.status == "OK" else "yellow" if result.status == "SALVAGED" else "red"
     table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_row("status", f"[bold {colour}]{result.status}[/]  {result.message}")
-    table.add_row("run dir", str(result.run_dir))
+    # the message, warnings and log tail carry text from the submission: never read as markup
+    table.add_row("status", f"[bold {colour}]{result.status}[/]  {escape(result.message)}")
+    table.add_row("run dir", escape(str(result.run_dir)))
     record = result.record
     for key in HEADLINES:
         value = getattr(record, key)
@@ -79,11 +82,13 @@ def _print_result(result: RunResult, console: Console) -> None:
     table.add_row("timings", ", ".join(f"{k} {v:.2f} s" for k, v in record.timings.items()))
     console.print(table)
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     if result.status not in SCORED:
         console.print(f"[dim]{STATUSES[result.status]}[/]")
         if result.log_tail:
-            console.print(Panel(result.log_tail, title="log tail", title_align="left", border_style="red"))
+            console.print(
+                Panel(Text(result.log_tail), title="log tail", title_align="left", border_style="red")
+            )
 
 
 set_option = click.option(
@@ -101,7 +106,8 @@ isolation_option = click.option(
     type=click.Choice(["auto", *ISOLATIONS]),
     default="auto",
     show_default=True,
-    help="bwrap (bubblewrap), unshare --net, or none (a plain child).",
+    help="auto: bwrap (bubblewrap) where it works, else the unshare jail; none (a plain child, trusted code "
+    "only) must be asked for.",
 )
 memory_option = click.option(
     "--memory-cap-mb", type=float, default=None, help="Kill the run past this much memory."

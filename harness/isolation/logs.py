@@ -26,12 +26,14 @@ class BoundedLog(threading.Thread):
         fd: int,
         path: Path,
         *,
-        head: int = HEAD_BYTES,
-        tail: int = TAIL_BYTES,
+        head: int | None = None,
+        tail: int | None = None,
         on_chunk: Callable[[bytes], None] | None = None,
     ) -> None:
         super().__init__(daemon=True)
-        self.fd, self.path, self.head, self.tail_limit = fd, Path(path), head, tail
+        self.fd, self.path = fd, Path(path)
+        self.head = HEAD_BYTES if head is None else head
+        self.tail_limit = TAIL_BYTES if tail is None else tail
         self.on_chunk = on_chunk
         self.total = 0
         self.cut = 0

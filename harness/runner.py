@@ -357,6 +357,7 @@ class _Run:
             timings={k: round(v, 3) for k, v in self.timings.items()}, budget_s=o.budget_s,
             budget_used_s=round(box.wall_s, 3) if box else None, peak_rss_mb=round(box.peak_rss_mb, 1) if box else None,
             peak_gpu_mb=box.peak_gpu_mb if box else None, run_dir=str(self.run_dir), harness_version=__version__,
+            isolation=self.mode,
         )  # fmt: skip
 
     def _manifest(self, row: RunRecord) -> Manifest:

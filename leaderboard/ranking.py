@@ -116,6 +116,8 @@ def _flags(group: SeedGroup) -> list[str]:
     # the target is unchanged by definition
     if any(r.unchanged for r in group.records) and record.role != "reference-target":
         flags.append("unchanged checkpoint")
+    if any(r.isolation == "none" for r in group.records):
+        flags.append("unisolated")  # ran as a plain child: it could have changed its own score
     if group.failed:
         flags.append(f"{group.failed} of {group.size + group.failed} seeds failed (not averaged in)")
     if group.note and group.size > 1:

@@ -55,6 +55,9 @@ class RunRecord:
     seed: int | None = None
     #: the seed of the world the task was built from (tiny task --world-seeds); None: the task's only world
     world_seed: int | None = None
+    #: how the submission was isolated: bwrap, unshare (the jail) or none; None for rows made before it
+    #: was recorded and for reference rows (no submission ran)
+    isolation: str | None = None
 
     @property
     def scored(self) -> bool:

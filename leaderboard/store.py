@@ -27,7 +27,7 @@ from leaderboard.record import RunRecord
 #: PRAGMA application_id of a leaderboard file ("ULHB" in ASCII)
 APPLICATION_ID = 0x554C4842
 #: the schema version this code writes (PRAGMA user_version); see MIGRATIONS
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DB_NAME = "leaderboard.sqlite"
 RESULTS_ENV = "UNLEARN_HARNESS_RESULTS"
 BUSY_TIMEOUT_S = 60.0
@@ -97,6 +97,11 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "ALTER TABLE runs ADD COLUMN world_seed INTEGER",
             "CREATE INDEX runs_group ON runs (task, group_id)",
         ),
+    ),
+    (
+        3,
+        "provenance: the isolation a run had (older rows: NULL, not recorded)",
+        ("ALTER TABLE runs ADD COLUMN isolation TEXT",),
     ),
 )
 

@@ -257,3 +257,20 @@ def test_auto_never_means_unisolated(monkeypatch):
     with pytest.raises(USER_ERRORS, match="--isolation none"):
         isolation.detect_isolation("auto")
     assert isolation.detect_isolation("none") == "none"
+
+
+def test_every_record_says_which_isolation_and_the_board_marks_none(mini_task, tmp_path):  # noqa: F811
+    from leaderboard.ranking import rank_board
+    from leaderboard.store import Store
+
+    runs = tmp_path / "runs"
+    plain = _run("good", mini_task, runs, "none", variant="plain")
+    boxed = _run("good", mini_task, runs, isolation.detect_isolation("auto"), variant="boxed")
+    stored = {r.variant: r for r in Store(default_db(runs)).records()}
+    assert (
+        stored["plain"].isolation == "none" and stored["boxed"].isolation == boxed.record.isolation != "none"
+    )
+    assert plain.record.isolation == "none"
+    board = rank_board(list(stored.values()), task="mini")
+    flags = {row.record.variant: row.flags for row in [*board.ranked, *board.failed]}
+    assert "unisolated" in flags["plain"] and "unisolated" not in flags["boxed"]

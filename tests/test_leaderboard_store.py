@@ -112,7 +112,7 @@ def test_schema_version_and_migrations_table(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert [v for (v,) in conn.execute("SELECT version FROM schema_migrations")] == [1, 2]
+    assert [v for (v,) in conn.execute("SELECT version FROM schema_migrations")] == [1, 2, 3]
     conn.close()
 
 
@@ -253,7 +253,7 @@ def test_an_old_schema_database_is_read_and_migrated(tmp_path: Path) -> None:
     store.add(new)
     conn = sqlite3.connect(path)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
-    assert [v for (v,) in conn.execute("SELECT version FROM schema_migrations")] == [1, 2]
+    assert [v for (v,) in conn.execute("SELECT version FROM schema_migrations")] == [1, 2, 3]
     assert "runs_group" in {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
     conn.close()
     back = store.records()

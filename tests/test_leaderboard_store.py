@@ -252,7 +252,7 @@ def test_an_old_schema_database_is_read_and_migrated(tmp_path: Path) -> None:
     new = make_record("new", None, minute=5, group_id="g7", seed=2, world_seed=1)
     store.add(new)
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
     assert [v for (v,) in conn.execute("SELECT version FROM schema_migrations")] == [1, 2, 3]
     assert "runs_group" in {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
     conn.close()

@@ -102,6 +102,22 @@ def _failure(phase: str, exc: BaseException) -> dict:
     }
 
 
+def _seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (the ones the submission can import) before it is imported."""
+    import random
+
+    random.seed(seed)
+    for name in ("numpy", "torch"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if name == "numpy":
+            module.random.seed(seed)
+        else:
+            module.manual_seed(seed)
+
+
 def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[1]).read_text())
     result_dir = Path(spec["result_dir"])
@@ -112,6 +128,8 @@ def main(argv: list[str]) -> int:
     submission = Path(spec["submission"])
     sys.path.insert(0, str(submission.parent))
     sys.argv = [str(submission)]
+    if spec.get("seed") is not None:
+        _seed_everything(int(spec["seed"]))
     started = time.time()
 
     try:

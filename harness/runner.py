@@ -86,6 +86,10 @@ class RunOptions:
     memory_cap_mb: float | None = None
     grace_s: float = 10.0
     on_output: Callable[[str, bytes], None] | None = None
+    #: the run seed (Python, NumPy and torch are seeded with it; passed as seed=k where unlearn takes one)
+    seed: int | None = None
+    #: the seed group this run belongs to (see run_group)
+    group_id: str | None = None
 
 
 def _slug(text: str) -> str:
@@ -254,6 +258,13 @@ class _Run:
         if missing := self.task.missing():
             raise HarnessError(f"task '{self.task.name}' cannot run: missing {', '.join(missing)}")
         self.warnings += [str(p) for p in self.report.warnings]
+        if self.options.seed is not None and not self.report.errors:
+            if self.report.accepts("seed"):
+                self.options.params.setdefault("seed", self.options.seed)
+            else:
+                self.warnings.append(
+                    "unlearn() has no 'seed' parameter: the run seed only seeds Python, NumPy and torch globally"
+                )
 
     def prepare(self) -> None:
         self.mode = sandbox.detect_isolation(self.options.isolation)
@@ -300,7 +311,7 @@ class _Run:
         self.box = sandbox.run(
             staged, budget_s=o.budget_s, kwargs=o.params, log_dir=self.run_dir / "logs", launcher=o.launcher,
             processes=o.processes, isolation=self.mode, hidden=_hidden_paths(self.task, o.results_root),
-            memory_cap_mb=o.memory_cap_mb, grace_s=o.grace_s, tag=self.run_id, on_output=o.on_output,
+            memory_cap_mb=o.memory_cap_mb, grace_s=o.grace_s, tag=self.run_id, on_output=o.on_output, seed=o.seed,
         )  # fmt: skip
         self.timings["run"] = self.box.wall_s
         self.warnings += self.box.warnings
@@ -357,7 +368,7 @@ class _Run:
             timings={k: round(v, 3) for k, v in self.timings.items()}, budget_s=o.budget_s,
             budget_used_s=round(box.wall_s, 3) if box else None, peak_rss_mb=round(box.peak_rss_mb, 1) if box else None,
             peak_gpu_mb=box.peak_gpu_mb if box else None, run_dir=str(self.run_dir), harness_version=__version__,
-            isolation=self.mode,
+            isolation=self.mode, group_id=o.group_id, seed=o.seed, world_seed=_world_seed(self.task),
         )  # fmt: skip
 
     def _manifest(self, row: RunRecord) -> Manifest:
@@ -374,7 +385,8 @@ class _Run:
             processes=o.processes, isolation=self.mode, budget_s=o.budget_s, budget_used_s=row.budget_used_s,
             timings=row.timings, peak_rss_mb=row.peak_rss_mb, peak_gpu_mb=row.peak_gpu_mb,
             memory_cap_mb=o.memory_cap_mb,
-            seeds={"params": seeds, "task": self.task.extra.get("seed"), "PYTHONHASHSEED": os.environ.get("PYTHONHASHSEED")},
+            seeds={"run": o.seed, "group": o.group_id, "params": seeds, "task": self.task.extra.get("seed"),
+                   "PYTHONHASHSEED": str(o.seed) if o.seed is not None else os.environ.get("PYTHONHASHSEED")},
             checkpoint=self.checkpoint.to_json() if self.checkpoint else None, command=box.command if box else [],
             warnings=self.warnings, violations=box.violations if box else [],
             returncode=box.returncode if box else None, **environment(),
@@ -427,6 +439,29 @@ def run_submission(
         finally:
             sandbox.cleanup(staged)
     return run.record()
+
+
+def _world_seed(task: TaskSpec) -> int | None:
+    seed = task.extra.get("seed") if task.name == "tiny" else None
+    return int(seed) if isinstance(seed, int) or (isinstance(seed, str) and seed.isdigit()) else None
+
+
+def run_group(
+    submission: Path, tasks: list[TaskSpec], seeds: list[int], **options: Any
+) -> tuple[str, list[RunResult]]:
+    """Run `submission` once per (world, seed): `tasks` are the worlds (one task, or the tiny task built
+    from several world seeds), `seeds` the run seeds. Every run is recorded with one group id, which
+    the board aggregates (mean over seeds, seed SD, a two-level interval). Returns (group id, results)."""
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise HarnessError(f"--seeds must be distinct integers, not {seeds}")
+    if any(not isinstance(k, int) or isinstance(k, bool) or k < 0 for k in seeds):
+        raise HarnessError(f"--seeds must be non-negative integers, not {seeds}")
+    group_id = uuid.uuid4().hex[:10]
+    results = []
+    for task in tasks:
+        for seed in seeds:
+            results.append(run_submission(submission, task, seed=seed, group_id=group_id, **options))
+    return group_id, results
 
 
 def _intervals(run_dir: Path, warnings: list[str]) -> dict[str, tuple[float, float]]:

@@ -402,7 +402,12 @@ def _terminate(procs: list[psutil.Process], grace_s: float) -> int:
 
 
 def _write_spec(
-    staged: StagedRun, kwargs: dict, hidden: list[Path], mode: str, memory_cap_mb: float | None
+    staged: StagedRun,
+    kwargs: dict,
+    hidden: list[Path],
+    mode: str,
+    memory_cap_mb: float | None,
+    seed: int | None,
 ) -> Path:
     """The entry module's instructions; a hidden path is named only to an unisolated child (its audit hook)."""
     cuda = any(Path("/dev").glob("nvidia[0-9]*"))
@@ -417,6 +422,8 @@ def _write_spec(
         "block_loopback": mode == "none",
         # RLIMIT_AS breaks CUDA (it reserves huge address ranges): on GPUs the cap is polled only
         "memory_cap_bytes": int(memory_cap_mb * 2**20) if memory_cap_mb and not cuda else None,
+        # the run seed: Python, NumPy and torch are seeded with it before the submission is imported
+        "seed": seed,
     }
     path = staged.control_dir / "spec.json"
     path.write_text(json.dumps(spec, indent=1))
@@ -458,13 +465,14 @@ def run(
     grace_s: float = 10.0,
     tag: str = "",
     on_output=None,
+    seed: int | None = None,
 ) -> SandboxResult:
     """Run the staged submission once; never raises for anything the submission does.
 
     `on_output(stream, chunk)`, when given, sees the child's output as it comes ("stdout"/"stderr", bytes).
     """
     hidden = [Path(p) for p in hidden or []]
-    spec_path = _write_spec(staged, kwargs, hidden, isolation, memory_cap_mb)
+    spec_path = _write_spec(staged, kwargs, hidden, isolation, memory_cap_mb, seed)
     argv, warnings = _launcher_command(launcher, processes, spec_path)
     view = view_of(staged, spec_path, hidden, memory_cap_mb)
     command = isolation_command(isolation, view, argv, staged.control_dir)
@@ -485,6 +493,8 @@ def run(
     err_fd, err_log = capture(stderr_path, on_chunk=echo("stderr"))
     started = time.time()
     env = scrubbed_env(dict(os.environ), deadline=started + budget_s, home=staged.home_dir, tag=tag)
+    if seed is not None:
+        env["PYTHONHASHSEED"] = str(seed)
     try:
         child = subprocess.Popen(
             command, stdout=out_fd, stderr=err_fd, stdin=subprocess.DEVNULL, env=env, cwd=staged.home_dir,

@@ -274,3 +274,38 @@ def test_every_record_says_which_isolation_and_the_board_marks_none(mini_task, t
     board = rank_board(list(stored.values()), task="mini")
     flags = {row.record.variant: row.flags for row in [*board.ranked, *board.failed]}
     assert "unisolated" in flags["plain"] and "unisolated" not in flags["boxed"]
+
+
+def test_seeds_make_one_group_and_seed_the_entry(mini_task, tmp_path):  # noqa: F811
+    from harness.runner import run_group
+    from leaderboard.store import Store
+
+    runs = tmp_path / "runs"
+    options = {"results_root": runs, "progress": False, "score": False, "isolation": "auto", "grace_s": 1.0}
+    group, results = run_group(SUBMISSIONS / "seeded.py", [mini_task], [3, 5], **options)
+    assert [r.status for r in results] == ["OK", "OK"]
+    draws = [json.loads((r.run_dir / "work" / "out" / "draws.json").read_text()) for r in results]
+    assert [d["seed"] for d in draws] == [3, 5] and [d["hash"] for d in draws] == ["3", "5"]
+    assert draws[0]["random"] != draws[1]["random"] and draws[0]["numpy"] != draws[1]["numpy"]
+    _, again = run_group(SUBMISSIONS / "seeded.py", [mini_task], [3], **options)
+    assert (
+        json.loads((again[0].run_dir / "work" / "out" / "draws.json").read_text())["random"]
+        == draws[0]["random"]
+    )
+    stored = [r for r in Store(default_db(runs)).records() if r.group_id == group]
+    assert sorted(r.seed for r in stored) == [3, 5] and len(stored) == 2
+    _, plain = run_group(SUBMISSIONS / "good.py", [mini_task], [0], **options)  # no seed parameter
+    assert any("no 'seed' parameter" in w for w in plain[0].warnings)
+
+
+def test_bad_seeds_are_one_line_and_nothing_is_recorded(mini_task, tmp_path):  # noqa: F811
+    from harness.cli.run import parse_seeds
+    from harness.runner import run_group
+
+    with pytest.raises(USER_ERRORS, match="comma-separated non-negative integers"):
+        parse_seeds("--seeds", "0,x")
+    with pytest.raises(USER_ERRORS, match="repeated"):
+        parse_seeds("--seeds", "1,1")
+    with pytest.raises(USER_ERRORS, match="non-negative integers"):
+        run_group(SUBMISSIONS / "good.py", [mini_task], [0, -1], results_root=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists()

@@ -20,7 +20,7 @@ from harness.cli._group import cli
 from harness.contract import check_submission
 from harness.errors import HarnessError
 from harness.pack import pack as pack_submission
-from harness.runner import SCORED, STATUSES, RunResult, run_submission
+from harness.runner import SCORED, STATUSES, RunResult, run_group, run_submission
 from harness.sandbox import ISOLATIONS, LAUNCHERS
 
 HEADLINES = ("final_score", "task_aggregate", "mia_score", "mmlu_average")
@@ -39,6 +39,29 @@ def parse_set(values: tuple[str, ...]) -> dict[str, Any]:
         except ValueError:
             params[key] = raw
     return params
+
+
+def parse_seeds(option: str, text: str | None) -> list[int] | None:
+    """'0,1,2' -> [0, 1, 2]; one clear line for anything else."""
+    if text is None:
+        return None
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.isdigit() for part in parts):
+        raise HarnessError(f"{option} {text!r}: expected comma-separated non-negative integers, e.g. 0,1,2")
+    seeds = [int(part) for part in parts]
+    if len(set(seeds)) != len(seeds):
+        raise HarnessError(f"{option} {text!r}: a seed is repeated")
+    return seeds
+
+
+def _worlds(task_name: str, world_seeds: list[int] | None) -> list:
+    if world_seeds is None:
+        return [_task(task_name)]
+    if task_name != "tiny":
+        raise HarnessError("--world-seeds varies the tiny world only (--task tiny)")
+    from tasks.registry import get_task
+
+    return [get_task("tiny", {"seed": str(w)}) for w in world_seeds]  # every world built before any run
 
 
 def _results_root(results: Path | None) -> Path:
@@ -190,28 +213,57 @@ def check(
 )
 @isolation_option
 @memory_option
+@click.option(
+    "--seeds",
+    default=None,
+    metavar="K,K,...",
+    help="Run once per seed (seed=k where unlearn takes it; Python, NumPy, torch always), as one group.",
+)
+@click.option(
+    "--world-seeds",
+    default=None,
+    metavar="W,W,...",
+    help="Tiny task: also vary the world (a target fine-tuned from another seed), each with every seed.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as one JSON object.")
 def run_command(
     submission: Path, task_name: str, budget: float | None, sets: tuple[str, ...], variant: str | None,
     processes: int, launcher: str, results: Path | None, no_record: bool, grace: float, isolation: str,
-    memory_cap_mb: float | None, as_json: bool,
+    memory_cap_mb: float | None, seeds: str | None, world_seeds: str | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Run SUBMISSION on a task under its budget, validate and score the checkpoint, record the run.
 
-    Exit status 0 when the run was scored (OK or SALVAGED), 1 for any other status.
+    Exit status 0 when the run was scored (OK or SALVAGED), 1 for any other status (with --seeds: when
+    every run was scored).
     """
     params = parse_set(sets)
-    task = _task(task_name)
-    result = run_submission(
-        submission, task, budget_s=budget, params=params, variant=variant, processes=processes,
-        launcher=launcher, results_root=_results_root(results), record=not no_record, progress=not as_json,
-        isolation=isolation, memory_cap_mb=memory_cap_mb, grace_s=grace,
+    run_seeds, worlds = parse_seeds("--seeds", seeds), parse_seeds("--world-seeds", world_seeds)
+    options = dict(
+        budget_s=budget, params=params, variant=variant, processes=processes, launcher=launcher,
+        results_root=_results_root(results), record=not no_record, progress=not as_json, isolation=isolation,
+        memory_cap_mb=memory_cap_mb, grace_s=grace,
     )  # fmt: skip
+    if run_seeds is None and worlds is None:
+        result = run_submission(submission, _task(task_name), **options)
+        if as_json:
+            click.echo(json.dumps(result.to_json(), default=str))
+        else:
+            _print_result(result, Console(highlight=False))
+        sys.exit(0 if result.ok else 1)
+    group_id, results_ = run_group(submission, _worlds(task_name, worlds), run_seeds or [0], **options)
     if as_json:
-        click.echo(json.dumps(result.to_json(), default=str))
+        click.echo(json.dumps({"group_id": group_id, "runs": [r.to_json() for r in results_]}, default=str))
     else:
-        _print_result(result, Console(highlight=False))
-    sys.exit(0 if result.ok else 1)
+        console = Console(highlight=False)
+        for result in results_:
+            world = f"world {result.record.world_seed}, " if result.record.world_seed is not None else ""
+            console.rule(f"{world}seed {result.record.seed}")
+            _print_result(result, console)
+        scored = sum(r.ok for r in results_)
+        console.print(
+            f"group {group_id}: {scored} of {len(results_)} runs scored; `unlearn-harness board` shows their mean"
+        )
+    sys.exit(0 if all(r.ok for r in results_) else 1)
 
 
 @cli.command("pack")

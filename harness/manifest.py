@@ -73,6 +73,10 @@ class Manifest:
     warnings: list[str] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     returncode: int | None = None
+    #: the child's kernel settings (tasks.determinism on CPU; {} when it ran with the machine's own kernels)
+    kernels: dict[str, str] = field(default_factory=dict)
+    #: what the isolation gave the child (harness.isolation.describe)
+    isolation_detail: str = ""
 
 
 def task_summary(task: TaskSpec) -> dict[str, Any]:

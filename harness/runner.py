@@ -31,6 +31,7 @@ from typing import Any
 from harness import __version__, contract, sandbox
 from harness.checkpoint import CheckpointReport, sha256_file, validate, warm_up
 from harness.errors import USER_ERRORS, HarnessError
+from harness.isolation import describe as describe_isolation
 from harness.manifest import Manifest, environment, task_summary, write_manifest
 from leaderboard.record import RunRecord, score_fields
 from leaderboard.status import SCORED, Status
@@ -389,7 +390,8 @@ class _Run:
                    "PYTHONHASHSEED": str(o.seed) if o.seed is not None else os.environ.get("PYTHONHASHSEED")},
             checkpoint=self.checkpoint.to_json() if self.checkpoint else None, command=box.command if box else [],
             warnings=self.warnings, violations=box.violations if box else [],
-            returncode=box.returncode if box else None, **environment(),
+            returncode=box.returncode if box else None, kernels=box.kernels if box else {},
+            isolation_detail=describe_isolation(self.mode), **environment(),
         )  # fmt: skip
 
 

@@ -35,6 +35,7 @@ from harness.isolation import ISOLATIONS, detect_isolation  # noqa: F401 - re-ex
 from harness.isolation import cgroup as cgroups
 from harness.isolation import command as isolation_command
 from harness.isolation.logs import capture
+from tasks.determinism import reproducible_cpu_env
 from tasks.spec import TaskSpec
 
 ENTRY = Path(__file__).resolve().with_name("entry.py")
@@ -59,6 +60,9 @@ SCRUBBED = (
     "UNLEARN_HARNESS_*",
 )
 POLL_S = 0.1
+#: torch's threads in a CPU child: fixed, since a reduction's order (and so its rounding) follows the
+#: thread count; one, since on a shared 2-core machine a second thread mostly waits for the first
+CHILD_THREADS = 1
 #: a gap this long between two polls means the harness itself was paused (SIGSTOP, a frozen machine)
 STALL_S = 2.0
 #: what the child may overrun its deadline by, on its own clock, before it counts as timed out
@@ -112,6 +116,8 @@ class SandboxResult:
     #: the longest pause of the harness while the child ran (a sign that the budget was not enforced)
     stalled_s: float = 0.0
     memory_cgroup: bool = False
+    #: the kernel settings the child ran under (tasks.determinism; empty on GPUs)
+    kernels: dict[str, str] = field(default_factory=dict)
 
 
 def scrubbed_env(base: dict[str, str], *, deadline: float, home: Path, tag: str) -> dict[str, str]:
@@ -495,6 +501,9 @@ def run(
     env = scrubbed_env(dict(os.environ), deadline=started + budget_s, home=staged.home_dir, tag=tag)
     if seed is not None:
         env["PYTHONHASHSEED"] = str(seed)
+    if not any(Path("/dev").glob("nvidia[0-9]*")):  # on CPU: the same kernels on every x86_64 machine
+        result.kernels = reproducible_cpu_env(CHILD_THREADS)
+        env.update(result.kernels)
     try:
         child = subprocess.Popen(
             command, stdout=out_fd, stderr=err_fd, stdin=subprocess.DEVNULL, env=env, cwd=staged.home_dir,

@@ -158,3 +158,28 @@ def test_the_results_root_and_cache_are_absent(isolation, mini_task, outside_tmp
         assert result.status == "CRASHED" and "FileNotFoundError" in result.message
         probe = json.loads((result.run_dir / "work" / "out" / "probe.json").read_text())
         assert probe["cat"] == "" and "open" not in probe
+
+
+def test_a_cpu_child_runs_the_same_kernels_whatever_the_harness_has(tiny_task, tmp_path, monkeypatch):
+    # the child's kernels are fixed (tasks.determinism): the harness's own ATEN_CPU_CAPABILITY cannot change them
+    if any(Path("/dev").glob("nvidia[0-9]*")):
+        pytest.skip("a GPU child keeps the machine's kernels")
+    entry = Path(__file__).resolve().parents[1] / "submissions" / "ga.py"
+    hashes = {}
+    for capability in ("avx2", None):
+        if capability:
+            monkeypatch.setenv("ATEN_CPU_CAPABILITY", capability)
+        else:
+            monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+        result = run_submission(
+            entry, tiny_task, params={"epochs": 1}, results_root=tmp_path / str(capability), progress=False,
+            record=False, score=False,
+        )  # fmt: skip
+        assert result.status == "OK", result.message + result.log_tail
+        manifest = json.loads((result.run_dir / "manifest.json").read_text())
+        assert (
+            manifest["kernels"]["ATEN_CPU_CAPABILITY"] == "default"
+            and manifest["kernels"]["MKL_CBWR"] == "COMPATIBLE"
+        )
+        hashes[capability] = result.checkpoint.sha256
+    assert hashes["avx2"] == hashes[None]

@@ -5,7 +5,9 @@ with other scored rows (a probe split) or without MIA/MMLU, and reads the per-ro
 scorer wrote (row_scores.csv) back as a `Measure`: per task, the forget and retain knowledge (qa exact
 match) and regurgitation (sc ROUGE-L recall) means, optionally over a subset of rows. The attacks compare
 such measures of the same checkpoint before and after an attack, and those of the untouched target and
-the gold model under the same attack.
+the gold model under the same attack. `reference_memo` stores what an attack gave for a reference model
+($UNLEARN_HARNESS_CACHE/audit), keyed by the content of the model and the task's files, so the target and
+the gold model are attacked once per task, not once per audited checkpoint.
 """
 
 from __future__ import annotations
@@ -226,3 +228,58 @@ def first_line(error: BaseException) -> str:
     """The one line a failed attack reports."""
     text = str(error).strip()
     return (text.splitlines() or [type(error).__name__])[0]
+
+
+#: bump when an attack's computation changes: part of every memo key
+MEMO_VERSION = 1
+
+
+def _digest(paths: Iterable[Path | None], extra: object) -> str:
+    import hashlib
+
+    outer = hashlib.sha256(json.dumps([MEMO_VERSION, extra], sort_keys=True, default=str).encode())
+    for root in paths:
+        if root is None or not Path(root).exists():
+            continue
+        files = (
+            sorted(p for p in Path(root).rglob("*") if p.is_file()) if Path(root).is_dir() else [Path(root)]
+        )
+        for path in files:
+            outer.update(str(path.relative_to(root) if Path(root).is_dir() else path.name).encode())
+            outer.update(hashlib.sha256(path.read_bytes()).digest())
+    return outer.hexdigest()
+
+
+def memo_root() -> Path:
+    """<UNLEARN_HARNESS_CACHE or the platform user cache>/audit."""
+    import os
+
+    import platformdirs
+
+    base = os.environ.get("UNLEARN_HARNESS_CACHE") or platformdirs.user_cache_dir("unlearn-harness")
+    return Path(base) / "audit"
+
+
+def reference_memo(kind: str, model_dir: Path, task: TaskSpec, settings: object, compute) -> dict:
+    """What ``compute()`` (a JSON-able dict) gave for a reference model (the target, the gold model),
+    stored under a key over the model's files, the task's scored and MIA files, ``kind`` and
+    ``settings``: the references are the same for every checkpoint of a task, so they are attacked once."""
+    import os
+    import tempfile
+
+    data = [task.eval_forget, task.eval_retain, task.mia_member, task.mia_nonmember]
+    key = _digest([Path(model_dir), *data], [kind, settings])
+    path = memo_root() / f"{kind}-{key[:32]}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".memo-")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(value, handle)
+    os.replace(tmp, path)
+    return value
+
+
+def measure_from_json(data: dict) -> Measure:
+    return Measure(data["per_task"], data["rows"])

@@ -16,12 +16,12 @@ decoding.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
-from harness.audit.common import answer_tokens, check_checkpoint, load_model, reference_dirs
+from harness.audit.common import answer_tokens, check_checkpoint, load_model, reference_dirs, reference_memo
 from tasks.data import read_rows
 from tasks.spec import TaskSpec
 
@@ -126,6 +126,11 @@ def run_extraction(
         if path is None:
             result.notes.append(f"task {task.name!r} has no {name} model: its extraction is not measured")
             continue
-        model, tokenizer = load_model(path, device=device)
-        result.rows[name] = extract_rows(model, tokenizer, rows)
+
+        def attack(path: Path = path) -> dict:
+            model, tokenizer = load_model(path, device=device)
+            return {"rows": [asdict(r) for r in extract_rows(model, tokenizer, rows)]}
+
+        done = attack() if name == "checkpoint" else reference_memo("extraction", path, task, device, attack)
+        result.rows[name] = [RowExtraction(**r) for r in done["rows"]]
     return result

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from harness.audit.common import check_checkpoint, load_model, reference_dirs
+from harness.audit.common import check_checkpoint, load_model, reference_dirs, reference_memo
 from harness.scoring import compute_auc
 from tasks.data import read_mia
 from tasks.spec import TaskSpec
@@ -140,9 +140,16 @@ def run_mia_panel(
         if path is None:
             result.notes.append(f"task {task.name!r} has no {model_name} model: not in the panel")
             continue
-        model, tokenizer = load_model(path, device=device)
-        stats[model_name] = document_stats(model, tokenizer, texts)
-        del model
+
+        def attack(path: Path = path) -> dict:
+            model, tokenizer = load_model(path, device=device)
+            docs = document_stats(model, tokenizer, texts)
+            return {"docs": [[d.text, d.logprobs, d.mu, d.sigma] for d in docs]}
+
+        done = attack() if model_name == "checkpoint" else reference_memo("mia", path, task, device, attack)
+        stats[model_name] = [
+            DocumentStats(t, tuple(lp), tuple(mu), tuple(sd)) for t, lp, mu, sd in done["docs"]
+        ]
     n = len(members)
     reference = stats.get("target")
     for model_name, docs in stats.items():

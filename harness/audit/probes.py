@@ -22,7 +22,16 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.audit.common import Measure, check_checkpoint, measure_run, reference_dirs, summarize, write_rows
+from harness.audit.common import (
+    Measure,
+    check_checkpoint,
+    measure_from_json,
+    measure_run,
+    reference_dirs,
+    reference_memo,
+    summarize,
+    write_rows,
+)
 from tasks.data import Row, read_rows
 from tasks.spec import TaskSpec
 
@@ -188,11 +197,21 @@ def run_probes(
         if path is None:
             result.notes.append(f"task {task.name!r} has no {model} model: its probes are not measured")
             continue
-        rows, _ = measure_run(path, task, work_dir / f"{model}-official", device=device)
-        result.official[model] = summarize(rows)
-        rows, _ = measure_run(
-            path, task, work_dir / f"{model}-probes", mia=False, forget_rows=forget_file, retain_rows=retain_file,
-            device=device,
-        )  # fmt: skip
-        result.probes[model] = {f: summarize(rows, prefix=f"{f}/") for f in counts}
+
+        def attack(path: Path = path, model: str = model) -> dict:
+            rows, _ = measure_run(path, task, work_dir / f"{model}-official", device=device)
+            official = summarize(rows).to_json()
+            rows, _ = measure_run(
+                path, task, work_dir / f"{model}-probes", mia=False, forget_rows=forget_file,
+                retain_rows=retain_file, device=device,
+            )  # fmt: skip
+            return {
+                "official": official,
+                "probes": {f: summarize(rows, prefix=f"{f}/").to_json() for f in counts},
+            }
+
+        settings = {"probes": split_rows, "device": device}
+        done = attack() if model == "checkpoint" else reference_memo("probes", path, task, settings, attack)
+        result.official[model] = measure_from_json(done["official"])
+        result.probes[model] = {f: measure_from_json(m) for f, m in done["probes"].items()}
     return result

@@ -33,8 +33,10 @@ from harness.audit.common import (
     check_checkpoint,
     first_line,
     load_model,
+    measure_from_json,
     measure_run,
     reference_dirs,
+    reference_memo,
     save_model,
     summarize,
 )
@@ -196,13 +198,22 @@ def run_quantize(
         if path is None:
             result.notes.append(f"task {task.name!r} has no {model} model: its quantization is not measured")
             continue
-        result.measures[model], result.auc[model] = {}, {}
-        for scheme in ("none", *SCHEMES):
-            with tempfile.TemporaryDirectory(prefix="audit-quant-") as tmp:
-                scored = path
-                if scheme != "none":
-                    scored, result.layers = quantized_copy(path, Path(tmp) / "model", scheme, chosen)
-                rows, scores = measure_run(scored, task, Path(work_dir) / f"{model}-{scheme}", device=device)
-            result.measures[model][scheme] = summarize(rows)
-            result.auc[model][scheme] = scores.auc
+
+        def attack(path: Path = path, model: str = model) -> dict:
+            out: dict = {"measures": {}, "auc": {}, "layers": 0}
+            for scheme in ("none", *SCHEMES):
+                with tempfile.TemporaryDirectory(prefix="audit-quant-") as tmp:
+                    scored = path
+                    if scheme != "none":
+                        scored, out["layers"] = quantized_copy(path, Path(tmp) / "model", scheme, chosen)
+                    rows, scores = measure_run(
+                        scored, task, Path(work_dir) / f"{model}-{scheme}", device=device
+                    )
+                out["measures"][scheme], out["auc"][scheme] = summarize(rows).to_json(), scores.auc
+            return out
+
+        settings = {"backend": chosen, "device": device}
+        done = attack() if model == "checkpoint" else reference_memo("quantize", path, task, settings, attack)
+        result.measures[model] = {c: measure_from_json(m) for c, m in done["measures"].items()}
+        result.auc[model], result.layers = done["auc"], max(result.layers, done["layers"])
     return result

@@ -24,8 +24,10 @@ from harness.audit.common import (
     answer_tokens,
     check_checkpoint,
     load_model,
+    measure_from_json,
     measure_run,
     reference_dirs,
+    reference_memo,
     save_model,
     summarize,
 )
@@ -174,12 +176,21 @@ def run_relearn(
                 f"task {task.name!r} has no {model} model: recovery is not measured against it"
             )
             continue
-        rows, _ = measure_run(
-            path, task, work_dir / f"{model}-before", device=device
-        )  # the official settings
-        result.before[model] = summarize(rows, held_ids)
-        with tempfile.TemporaryDirectory(prefix="audit-relearn-") as tmp:
-            copy = relearned_copy(path, train, recipe, Path(tmp) / "model", device)
-            rows, _ = measure_run(copy, task, work_dir / f"{model}-after", mia=False, device=device)
-        result.after[model] = summarize(rows, held_ids)
+
+        def attack(path: Path = path, model: str = model) -> dict:
+            rows, _ = measure_run(
+                path, task, work_dir / f"{model}-before", device=device
+            )  # the official settings
+            before = summarize(rows, held_ids).to_json()
+            with tempfile.TemporaryDirectory(prefix="audit-relearn-") as tmp:
+                copy = relearned_copy(path, train, recipe, Path(tmp) / "model", device)
+                rows, _ = measure_run(copy, task, work_dir / f"{model}-after", mia=False, device=device)
+            return {"before": before, "after": summarize(rows, held_ids).to_json()}
+
+        settings = {"recipe": asdict(recipe), "device": device}
+        done = attack() if model == "checkpoint" else reference_memo("relearn", path, task, settings, attack)
+        result.before[model], result.after[model] = (
+            measure_from_json(done["before"]),
+            measure_from_json(done["after"]),
+        )
     return result

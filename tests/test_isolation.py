@@ -309,3 +309,33 @@ def test_bad_seeds_are_one_line_and_nothing_is_recorded(mini_task, tmp_path):  #
     with pytest.raises(USER_ERRORS, match="non-negative integers"):
         run_group(SUBMISSIONS / "good.py", [mini_task], [0, -1], results_root=tmp_path / "runs")
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_entrys_output_is_shown_while_it_runs(mini_task, tmp_path):  # noqa: F811
+    import threading
+
+    from harness.cli.run import LiveOutput
+
+    shown = io.StringIO()
+    done: list = []
+    worker = threading.Thread(
+        target=lambda: done.append(
+            _run(
+                "talk_then_wait",
+                mini_task,
+                tmp_path / "runs",
+                "auto",
+                on_output=LiveOutput(shown),
+                record=False,
+            )
+        )
+    )
+    worker.start()
+    deadline = time.monotonic() + 20
+    while "[entry] epoch 1" not in shown.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "[entry] epoch 1: loss 2.5" in shown.getvalue() and not done  # seen while the child still runs
+    worker.join()
+    assert done[0].status == "OK"
+    assert "[entry!] warning from the entry red" in shown.getvalue() and "\x1b" not in shown.getvalue()
+    assert "epoch 1" in (done[0].run_dir / "logs" / "stdout.log").read_text()  # and kept in the logs

@@ -6,6 +6,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from harness.contract import check_submission
 from harness.errors import HarnessError
 from harness.pack import pack as pack_submission
 from harness.runner import SCORED, STATUSES, RunResult, run_group, run_submission
-from harness.sandbox import ISOLATIONS, LAUNCHERS
+from harness.sandbox import ISOLATIONS, LAUNCHERS, plain
 
 HEADLINES = ("final_score", "task_aggregate", "mia_score", "mmlu_average")
 
@@ -62,6 +63,30 @@ def _worlds(task_name: str, world_seeds: list[int] | None) -> list:
     from tasks.registry import get_task
 
     return [get_task("tiny", {"seed": str(w)}) for w in world_seeds]  # every world built before any run
+
+
+class LiveOutput:
+    """The child's stdout and stderr on our stderr as they come, each line marked with its stream
+    (escape sequences and control characters removed: the child's text never drives the terminal)."""
+
+    MARKS = {"stdout": "[entry] ", "stderr": "[entry!] "}
+
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stderr
+        self.at_line_start = {"stdout": True, "stderr": True}
+        self.lock = threading.Lock()
+
+    def __call__(self, name: str, chunk: bytes) -> None:
+        text = plain(chunk.decode("utf-8", errors="replace"))
+        with self.lock:
+            out = []
+            for piece in text.splitlines(keepends=True):
+                if self.at_line_start[name]:
+                    out.append(self.MARKS[name])
+                out.append(piece)
+                self.at_line_start[name] = piece.endswith("\n")
+            self.stream.write("".join(out))
+            self.stream.flush()
 
 
 def _results_root(results: Path | None) -> Path:
@@ -225,11 +250,14 @@ def check(
     metavar="W,W,...",
     help="Tiny task: also vary the world (a target fine-tuned from another seed), each with every seed.",
 )
+@click.option(
+    "--quiet", is_flag=True, help="Do not show the submission's output while it runs (it is logged)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as one JSON object.")
 def run_command(
     submission: Path, task_name: str, budget: float | None, sets: tuple[str, ...], variant: str | None,
     processes: int, launcher: str, results: Path | None, no_record: bool, grace: float, isolation: str,
-    memory_cap_mb: float | None, seeds: str | None, world_seeds: str | None, as_json: bool,
+    memory_cap_mb: float | None, seeds: str | None, world_seeds: str | None, quiet: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Run SUBMISSION on a task under its budget, validate and score the checkpoint, record the run.
 
@@ -241,7 +269,7 @@ def run_command(
     options = dict(
         budget_s=budget, params=params, variant=variant, processes=processes, launcher=launcher,
         results_root=_results_root(results), record=not no_record, progress=not as_json, isolation=isolation,
-        memory_cap_mb=memory_cap_mb, grace_s=grace,
+        memory_cap_mb=memory_cap_mb, grace_s=grace, on_output=None if quiet or as_json else LiveOutput(),
     )  # fmt: skip
     if run_seeds is None and worlds is None:
         result = run_submission(submission, _task(task_name), **options)

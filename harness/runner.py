@@ -91,6 +91,8 @@ class RunOptions:
     seed: int | None = None
     #: the seed group this run belongs to (see run_group)
     group_id: str | None = None
+    #: after scoring, run the robustness audit (harness.audit) and record its robust forget score
+    audit: bool = False
 
 
 def _slug(text: str) -> str:
@@ -247,6 +249,7 @@ class _Run:
         self.log_tail = ""
         self.status: Status = Status.CRASHED
         self.message = ""
+        self.robust_forget: float | None = None
 
     def _timed(self, name: str, started: float) -> None:
         self.timings[name] = time.perf_counter() - started
@@ -346,6 +349,22 @@ class _Run:
         self._timed("evaluate", started)
         if self.scores is not None:
             self.intervals = _intervals(self.run_dir, self.warnings)
+        if self.scores is not None and self.options.audit:
+            self._audit(staged)
+
+    def _audit(self, staged: sandbox.StagedRun) -> None:
+        """The robustness audit of the scored checkpoint (audit.json in the run directory)."""
+        from harness.audit import audit
+
+        self.console.print("[bold]audit[/] quantization, relearning, probes, MIA panel, extraction")
+        started = time.perf_counter()
+        try:
+            self.robust_forget = audit(
+                staged.out_dir, self.task, self.run_dir, progress=self.options.progress
+            ).robust_forget
+        except (*USER_ERRORS, Exception) as exc:  # noqa: BLE001 - the run stays scored; the audit says why not
+            self.warnings.append(f"audit failed: {type(exc).__name__}: {exc}".splitlines()[0])
+        self._timed("audit", started)
 
     def record(self) -> RunResult:
         row = self._record_row()
@@ -370,6 +389,7 @@ class _Run:
             budget_used_s=round(box.wall_s, 3) if box else None, peak_rss_mb=round(box.peak_rss_mb, 1) if box else None,
             peak_gpu_mb=box.peak_gpu_mb if box else None, run_dir=str(self.run_dir), harness_version=__version__,
             isolation=self.mode, group_id=o.group_id, seed=o.seed, world_seed=_world_seed(self.task),
+            robust_forget=self.robust_forget,
         )  # fmt: skip
 
     def _manifest(self, row: RunRecord) -> Manifest:
@@ -422,7 +442,7 @@ def run_submission(
     """Run `submission` on `task` through the whole lifecycle (see the module docstring).
 
     `options` are `RunOptions`' fields: params, variant, results_root, record, progress, score,
-    isolation, memory_cap_mb, grace_s, on_output.
+    isolation, memory_cap_mb, grace_s, on_output, seed, group_id, audit.
     """
     submission = Path(submission)
     run = _Run(submission, task, _options(task, budget_s, launcher, processes, **options))

@@ -116,6 +116,11 @@ def _flags(group: SeedGroup) -> list[str]:
     # the target is unchanged by definition
     if any(r.unchanged for r in group.records) and record.role != "reference-target":
         flags.append("unchanged checkpoint")
+    audited = [r.robust_forget for r in group.records if r.robust_forget is not None]
+    if audited:
+        flags.append(
+            f"robust forget {sum(audited) / len(audited):.3f}"
+        )  # harness.audit's headline, seed mean
     if any(r.isolation == "none" for r in group.records):
         flags.append("unisolated")  # ran as a plain child: it could have changed its own score
     if group.failed:

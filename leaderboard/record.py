@@ -58,6 +58,8 @@ class RunRecord:
     #: how the submission was isolated: bwrap, unshare (the jail) or none; None for rows made before it
     #: was recorded and for reference rows (no submission ran)
     isolation: str | None = None
+    #: the robustness audit's headline (harness.audit: the worst forget score across its attacks); None: not audited
+    robust_forget: float | None = None
 
     @property
     def scored(self) -> bool:

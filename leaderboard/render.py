@@ -123,6 +123,8 @@ def row_to_dict(row: BoardRow, board: Board) -> dict[str, Any]:
         "sd": {key: group.sd(key) for key in HEADLINES},
         "eligible": group.eligible,
         "unchanged": record.unchanged,
+        "isolation": record.isolation,
+        "robust_forget": record.robust_forget,
         "intervals": {key: list(value) for key, value in group.intervals.items()},
         "row_intervals": {key: list(value) for key, value in group.row_intervals.items()},
         "terms": list(group.terms() or ()) if group.terms() is not None else None,
@@ -151,7 +153,7 @@ def boards_to_csv(boards: list[Board]) -> str:
     columns += ["submission", "variant", "role", "status", "created_at"]
     for key in (*HEADLINES, "auc"):
         columns += [key] + ([f"{key}_sd", f"{key}_low", f"{key}_high"] if key != "auc" else [])
-    columns += ["eligible", "unchanged", "runs", "flags", "run_dir"]
+    columns += ["eligible", "unchanged", "isolation", "robust_forget", "runs", "flags", "run_dir"]
     out = io.StringIO()
     writer = csv.DictWriter(out, columns, lineterminator="\n")
     writer.writeheader()

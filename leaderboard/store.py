@@ -45,6 +45,7 @@ _REAL_FIELDS = (
     "budget_used_s",
     "peak_rss_mb",
     "peak_gpu_mb",
+    "robust_forget",
 )
 
 #: (version, description, statements); applied in order inside one transaction each
@@ -100,8 +101,8 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
     ),
     (
         3,
-        "provenance: the isolation a run had (older rows: NULL, not recorded)",
-        ("ALTER TABLE runs ADD COLUMN isolation TEXT",),
+        "provenance and audit: the isolation a run had, its robust forget score (older rows: NULL)",
+        ("ALTER TABLE runs ADD COLUMN isolation TEXT", "ALTER TABLE runs ADD COLUMN robust_forget REAL"),
     ),
 )
 

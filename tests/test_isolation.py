@@ -339,3 +339,29 @@ def test_the_entrys_output_is_shown_while_it_runs(mini_task, tmp_path):  # noqa:
     assert done[0].status == "OK"
     assert "[entry!] warning from the entry red" in shown.getvalue() and "\x1b" not in shown.getvalue()
     assert "epoch 1" in (done[0].run_dir / "logs" / "stdout.log").read_text()  # and kept in the logs
+
+
+def test_run_audit_records_robust_forget(tiny_task, tmp_path, monkeypatch):
+    import harness.audit
+    from leaderboard.ranking import rank_board
+    from leaderboard.store import Store
+
+    calls = []
+
+    class Audited:
+        robust_forget = 0.4242
+
+    def fake_audit(checkpoint_dir, task, run_dir, *, progress=False):
+        calls.append((Path(checkpoint_dir), task.name, Path(run_dir)))
+        return Audited()
+
+    monkeypatch.setattr(harness.audit, "audit", fake_audit)
+    runs = tmp_path / "runs"
+    result = _run("good", tiny_task, runs, "auto", score=True, audit=True, budget_s=120)
+    assert result.status == "OK", result.message
+    assert calls == [(result.run_dir / "work" / "out", "tiny", result.run_dir)]
+    assert result.record.robust_forget == 0.4242 and "audit" in result.record.timings
+    stored = Store(default_db(runs)).records()
+    assert stored[0].robust_forget == 0.4242
+    board = rank_board(stored, task="tiny", intervals=False)
+    assert any("robust forget 0.424" in row.flags for row in board.ranked)

@@ -116,6 +116,11 @@ def _print_result(result: RunResult, console: Console) -> None:
             low_high = record.intervals.get(key)
             ci = f"  (95% CI {low_high[0]:.3f}-{low_high[1]:.3f})" if low_high else ""
             table.add_row(key.replace("_", " "), f"{value:.4f}{ci}")
+    if record.robust_forget is not None:
+        table.add_row(
+            "robust forget",
+            f"{record.robust_forget:.4f}  (audit.json; the worst forget score across the attacks)",
+        )
     if result.checkpoint is not None and result.checkpoint.sha256:
         ck = result.checkpoint
         distance = f", distance {ck.distance:.3g}" if ck.distance is not None else ""
@@ -257,7 +262,8 @@ def check(
 def run_command(
     submission: Path, task_name: str, budget: float | None, sets: tuple[str, ...], variant: str | None,
     processes: int, launcher: str, results: Path | None, no_record: bool, grace: float, isolation: str,
-    memory_cap_mb: float | None, seeds: str | None, world_seeds: str | None, quiet: bool, as_json: bool,
+    memory_cap_mb: float | None, seeds: str | None, world_seeds: str | None, with_audit: bool, quiet: bool,
+    as_json: bool,
 ) -> None:  # fmt: skip
     """Run SUBMISSION on a task under its budget, validate and score the checkpoint, record the run.
 
@@ -269,7 +275,7 @@ def run_command(
     options = dict(
         budget_s=budget, params=params, variant=variant, processes=processes, launcher=launcher,
         results_root=_results_root(results), record=not no_record, progress=not as_json, isolation=isolation,
-        memory_cap_mb=memory_cap_mb, grace_s=grace, on_output=None if quiet or as_json else LiveOutput(),
+        memory_cap_mb=memory_cap_mb, grace_s=grace, on_output=None if quiet or as_json else LiveOutput(), audit=with_audit,
     )  # fmt: skip
     if run_seeds is None and worlds is None:
         result = run_submission(submission, _task(task_name), **options)

@@ -13,7 +13,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
+from harness.files import write_text_atomic
 from tasks.spec import TaskSpec
 
 MANIFEST_NAME = "manifest.json"
@@ -173,11 +173,7 @@ def environment() -> dict[str, Any]:
 def write_manifest(run_dir: Path, manifest: Manifest) -> Path:
     """Write manifest.json into `run_dir` atomically; returns its path."""
     path = Path(run_dir) / MANIFEST_NAME
-    fd, tmp = tempfile.mkstemp(prefix=".manifest.", suffix=".tmp", dir=run_dir)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(asdict(manifest), handle, indent=2, default=str)
-        handle.write("\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(asdict(manifest), indent=2, default=str) + "\n")
     return path
 
 

@@ -9,14 +9,13 @@ atomically, passes `contract.check_submission`, and behaves like the original.
 from __future__ import annotations
 
 import ast
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.checkpoint import sha256_file
 from harness.contract import PACKED_LOADER, ContractReport, check_submission
 from harness.errors import HarnessError
+from harness.files import write_text_atomic
 
 _LOADER = """
 # --- embedded by unlearn-harness pack: the sibling modules this submission imports --------------
@@ -114,15 +113,7 @@ def pack(submission: Path, output: Path) -> PackReport:
     if output.resolve() == submission.resolve():
         raise HarnessError(f"{output}: refusing to overwrite the submission itself; choose another -o")
     text = packed_source(submission, report)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(output, text)
     check = check_submission(output)
     return PackReport(
         output=output,

@@ -8,9 +8,7 @@ leaderboard's errors into one-line user errors and writes the output (atomically
 from __future__ import annotations
 
 import io
-import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +18,7 @@ from rich.console import Console
 
 from harness.cli._group import cli
 from harness.errors import HarnessError
+from harness.files import write_text_atomic
 from leaderboard.compare import compare_selected
 from leaderboard.errors import BoardError
 from leaderboard.html import boards_to_html
@@ -58,13 +57,8 @@ def _write(text: str, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=not text.endswith("\n"))
         return
-    folder = output.parent if str(output.parent) else Path(".")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=folder)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, output)
+        write_text_atomic(output, text)
     except OSError as exc:
         raise HarnessError(f"{output}: cannot write: {exc.strerror or exc}") from None
     click.echo(f"wrote {output}", err=True)

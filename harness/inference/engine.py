@@ -12,7 +12,6 @@ mmlu_results/metrics.json; then harness.scoring.score_directory writes evaluatio
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.errors import HarnessError
+from harness.files import write_atomic, write_text_atomic
 from harness.inference import answers, cache, distributed, generation, losses, mmlu
 from harness.inference.loading import load_checkpoint, resolve_device, resolve_dtype
 from tasks.data import read_mia, read_mmlu, read_rows
@@ -153,10 +153,7 @@ def _progress(enabled: bool) -> Iterator[Progress | None]:
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def _settings(
@@ -397,7 +394,5 @@ def _run_mmlu(runner: _Runner, task: TaskSpec, run_dir: Path, world: distributed
         per_subject[subject.name] = correct
     metrics = aggregate_mmlu(per_subject)
     path = out_dir / "metrics.json"
-    tmp = path.with_name(".metrics.json.tmp")
-    tmp.write_text(json.dumps(metrics))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(metrics))
     return [*paths, path]

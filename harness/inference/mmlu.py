@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from harness.files import write_atomic
 from harness.inference import forest
 from tasks.data import MmluItem, MmluSubject
 
@@ -132,5 +133,5 @@ def write_subject_csv(mmlu_dir: Path, result: SubjectResult, out_dir: Path) -> P
     for j, letter in enumerate(LETTERS):
         frame[f"choice{letter}_probs"] = [p[j] for p in result.probs]
     path = out_dir / f"{result.name}.csv"
-    frame.to_csv(path, index=None)
+    write_atomic(path, lambda tmp: frame.to_csv(tmp, index=None))
     return path

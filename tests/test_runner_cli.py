@@ -36,7 +36,7 @@ def test_parse_set_reads_json_literals():
 def test_static_check_lists_problems_one_per_line(capsys):
     code, out, err = invoke(["check", str(SUBMISSIONS / "wrong_order.py"), "--static-only"], capsys)
     assert code == 1
-    lines = [line for line in err.splitlines() if line]
+    lines = [line for line in out.splitlines() if line]  # the findings are the result: stdout
     assert len(lines) == 2 and all(
         line.startswith(f"{SUBMISSIONS / 'wrong_order.py'}:6: error:") for line in lines
     )
@@ -60,9 +60,10 @@ def test_bad_set_is_one_line_exit_2(capsys):
 
 
 def test_check_dry_run_and_run_json_on_the_tiny_task(tiny_task, tmp_path, capsys):
-    code, _, err = invoke(["check", str(SUBMISSIONS / "good.py")], capsys)
+    code, out, err = invoke(["check", str(SUBMISSIONS / "good.py")], capsys)
     assert code == 0, err
-    assert "ready for an official attempt" in err
+    assert "ready for an official attempt" in out
+    assert "run dir" not in out  # check's dry run leaves no run directory to point at
     code, out, err = invoke(["check", str(SUBMISSIONS / "saves_nothing.py")], capsys)
     assert code == 1 and "NO_CHECKPOINT" in out + err
 
@@ -86,3 +87,11 @@ def test_check_dry_run_and_run_json_on_the_tiny_task(tiny_task, tmp_path, capsys
     assert (tmp_path / "leaderboard.sqlite").is_file()
     manifest = json.loads((Path(record["run_dir"]) / "manifest.json").read_text())
     assert manifest["variant"] == "v1" and Path(record["run_dir"]).parent == (tmp_path / "tiny").resolve()
+
+
+def test_progress_never_goes_to_stdout():
+    # a cold tiny-world build under `run --json` must leave stdout to the JSON object
+    from tasks.tiny.build import _Reporter
+
+    reporter = _Reporter(True)
+    assert reporter.progress is not None and reporter.progress.console.stderr

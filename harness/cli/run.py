@@ -103,12 +103,16 @@ def _stderr() -> Console:
     return Console(stderr=True, highlight=False)
 
 
-def _print_result(result: RunResult, console: Console) -> None:
+def _print_result(result: RunResult, console: Console, *, kept: bool = True) -> None:
+    """The run's summary; `kept` False: its run directory is gone (check's dry run), so it is not shown."""
     colour = "green" if result.status == "OK" else "yellow" if result.status == "SALVAGED" else "red"
     table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(no_wrap=True)
+    table.add_column(overflow="fold")  # never cut a run id or a path with an ellipsis (pipes, CI logs)
     # the message, warnings and log tail carry text from the submission: never read as markup
     table.add_row("status", f"[bold {colour}]{result.status}[/]  {escape(result.message)}")
-    table.add_row("run dir", escape(str(result.run_dir)))
+    if kept:
+        table.add_row("run dir", escape(str(result.run_dir)))
     record = result.record
     for key in HEADLINES:
         value = getattr(record, key)
@@ -185,11 +189,11 @@ def check(
     """
     report = check_submission(submission)
     out: dict[str, Any] = report.to_json()
-    console = _stderr()
+    console = Console(highlight=False)  # the findings are the command's result: stdout (progress: stderr)
     if not as_json:
         for problem in report.problems:
             style = "red" if problem.level == "error" else "yellow"
-            console.print(f"[{style}]{problem}[/]", highlight=False, soft_wrap=True)
+            console.print(f"[{style}]{escape(str(problem))}[/]", highlight=False, soft_wrap=True)
         if report.requested_packages:
             console.print(
                 "request on the submission form: "
@@ -204,8 +208,9 @@ def check(
                 progress=not as_json, score=False, isolation=isolation,
             )  # fmt: skip
             out["dry_run"] = result.to_json()
+            out["dry_run"].pop("run_dir", None)  # a temporary folder, deleted below
             if not as_json:
-                _print_result(result, console)
+                _print_result(result, Console(highlight=False), kept=False)
         ok = result.status == "OK"
     out["ok"] = ok
     if as_json:
@@ -254,6 +259,12 @@ def check(
     default=None,
     metavar="W,W,...",
     help="Tiny task: also vary the world (a target fine-tuned from another seed), each with every seed.",
+)
+@click.option(
+    "--audit",
+    "with_audit",
+    is_flag=True,
+    help="After scoring, run the robustness audit (quantization, relearning, probes, MIA panel, extraction).",
 )
 @click.option(
     "--quiet", is_flag=True, help="Do not show the submission's output while it runs (it is logged)."

@@ -132,14 +132,16 @@ class _Reporter:
     def __init__(self, enabled: bool) -> None:
         self.progress = None
         if enabled:
+            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            self.progress = Progress(
+            self.progress = Progress(  # on stderr: stdout carries only a command's result (--json)
                 TextColumn("{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[note]}"),
                 TimeElapsedColumn(),
+                console=Console(stderr=True),
             )
 
     def __enter__(self) -> _Reporter:

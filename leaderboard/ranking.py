@@ -28,8 +28,9 @@ from dataclasses import dataclass, replace
 
 from leaderboard.groups import SeedGroup, group_records, with_intervals
 from leaderboard.record import RunRecord
+from leaderboard.status import SCORED, Status
 
-SCORED_STATUSES = ("OK", "SALVAGED")
+SCORED_STATUSES = SCORED  # leaderboard.status: the one taxonomy
 REFERENCE_LABELS = {
     "reference-target": "reference: target (did nothing)",
     "reference-gold": "reference: gold (retain only)",
@@ -110,7 +111,7 @@ def _flags(group: SeedGroup) -> list[str]:
     flags = []
     if record.role in REFERENCE_LABELS:
         flags.append(REFERENCE_LABELS[record.role])
-    salvaged = sum(r.status == "SALVAGED" for r in group.records)
+    salvaged = sum(r.status == Status.SALVAGED for r in group.records)
     if salvaged:
         flags.append("salvaged" if group.size == 1 else f"salvaged ({salvaged} of {group.size} seeds)")
     # the target is unchanged by definition

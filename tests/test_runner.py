@@ -230,10 +230,17 @@ def test_well_formed_run_is_scored_recorded_and_salvage_is_scored(tiny_task, tmp
 
 
 def test_every_status_has_a_description():
-    assert set(STATUSES) == {
-        "OK", "SALVAGED", "TIMEOUT", "IMPORT_ERROR", "SIGNATURE_MISMATCH", "CRASHED", "OUT_OF_MEMORY",
-        "NO_CHECKPOINT", "INVALID_CHECKPOINT", "NON_FINITE_WEIGHTS", "SANDBOX_VIOLATION", "EVAL_ERROR",
-    }  # fmt: skip
+    import re
+
+    import harness.checkpoint
+    from leaderboard.status import Status
+
+    assert all(status.description for status in Status) and set(STATUSES) == {s.value for s in Status}
+    # the statuses the checkpoint validation can return are spelled as text there: each must be a Status
+    source = Path(harness.checkpoint.__file__).read_text()
+    returned = set(re.findall(r'_fail\(\s*report,\s*"([A-Z_]+)"', source))
+    assert returned == {"NO_CHECKPOINT", "INVALID_CHECKPOINT", "NON_FINITE_WEIGHTS"}
+    assert returned <= {s.value for s in Status}
 
 
 def test_sandbox_environment_seen_from_inside(mini_task, tmp_path, monkeypatch):

@@ -26,6 +26,7 @@ from harness import __version__
 from harness.cli._group import cli
 from harness.errors import HarnessError
 from leaderboard.record import RunRecord, score_fields
+from leaderboard.status import SCORED, Status
 from tasks.spec import TaskSpec
 
 #: the reference entries shipped in the repository
@@ -118,7 +119,7 @@ def reference_record(
         submission_name=name,
         submission_sha256="",
         variant="reference",
-        status="OK",
+        status=Status.OK.value,
         role=role,
         message=f"reference row: {checkpoint}",
         **score_fields(result.scores),
@@ -156,7 +157,7 @@ def show_board(task_name: str, results_root: Path, console: Console) -> None:
 
 
 def _status_line(name: str, variant: str, status: str, final: float | None, message: str) -> str:
-    colour = "green" if status == "OK" else "yellow" if status == "SALVAGED" else "red"
+    colour = "green" if status == Status.OK else "yellow" if status == Status.SALVAGED else "red"
     score = f"final {final:.3f}" if final is not None else message
     return f"[bold]{name}[/] {variant}: [{colour}]{status}[/] {score}"
 
@@ -350,7 +351,7 @@ def sweep(
         )
         return
     show_board(task.name, results_root, _stdout())
-    if any(o["status"] not in ("OK", "SALVAGED") for o in outcomes):
+    if any(o["status"] not in SCORED for o in outcomes):
         sys.exit(1)
 
 

@@ -23,6 +23,7 @@ from harness.errors import HarnessError
 from harness.pack import pack as pack_submission
 from harness.runner import SCORED, STATUSES, RunResult, run_group, run_submission
 from harness.sandbox import ISOLATIONS, LAUNCHERS, plain
+from leaderboard.status import Status
 
 HEADLINES = ("final_score", "task_aggregate", "mia_score", "mmlu_average")
 
@@ -105,7 +106,9 @@ def _stderr() -> Console:
 
 def _print_result(result: RunResult, console: Console, *, kept: bool = True) -> None:
     """The run's summary; `kept` False: its run directory is gone (check's dry run), so it is not shown."""
-    colour = "green" if result.status == "OK" else "yellow" if result.status == "SALVAGED" else "red"
+    colour = (
+        "green" if result.status == Status.OK else "yellow" if result.status == Status.SALVAGED else "red"
+    )
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(no_wrap=True)
     table.add_column(overflow="fold")  # never cut a run id or a path with an ellipsis (pipes, CI logs)

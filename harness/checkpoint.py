@@ -139,6 +139,28 @@ def changed_eval_files(out_dir: Path, reference_dir: Path) -> list[str]:
     return changed
 
 
+#: tokenizer classes that only transformers 5 writes and knows (the organisers' 4.45.2 raises a ValueError)
+TRANSFORMERS5_TOKENIZERS = ("TokenizersBackend",)
+
+
+def official_env_problems(out_dir: Path) -> list[str]:
+    """What in out/ the organisers' pinned transformers 4.45.2 cannot load (a static check of the fields
+    whose meaning changed), each with the fix."""
+    problems = []
+    config = Path(out_dir) / "tokenizer_config.json"
+    try:
+        value = json.loads(config.read_text()).get("tokenizer_class") if config.is_file() else None
+    except (ValueError, AttributeError, OSError):
+        value = None
+    if value in TRANSFORMERS5_TOKENIZERS:
+        problems.append(
+            f"out/tokenizer_config.json names tokenizer_class '{value}', which only transformers 5 knows: the "
+            'organisers\' transformers 4.45.2 cannot load this tokenizer; set "tokenizer_class" to '
+            '"PreTrainedTokenizerFast" in it after saving (the tokenizer.json is the same)'
+        )
+    return problems
+
+
 def _foreign_entries(out: Path) -> str | None:
     """A message when out/ holds a symbolic link that leaves it, or something other than files and folders."""
     root = out.resolve()

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__, contract, sandbox
-from harness.checkpoint import CheckpointReport, sha256_file, validate, warm_up
+from harness.checkpoint import CheckpointReport, official_env_problems, sha256_file, validate, warm_up
 from harness.errors import USER_ERRORS, HarnessError
 from harness.isolation import describe as describe_isolation
 from harness.manifest import Manifest, environment, task_summary, write_manifest
@@ -327,6 +327,8 @@ class _Run:
             self.box, staged.out_dir, self.task.model_dir, self.options.memory_cap_mb
         )
         self._timed("validate", started)
+        if self.checkpoint is not None and self.checkpoint.ok:
+            self.warnings += official_env_problems(staged.out_dir)
         if self.box.violations and self.status in (*SCORED, Status.NO_CHECKPOINT):
             self.warnings.append(f"blocked in the sandbox: {self.box.violations[0]}")
         if self.status not in SCORED:

@@ -154,3 +154,50 @@ def test_missing_tensor(out, reference):
     report = validate(out, reference)
     assert report.status == "INVALID_CHECKPOINT"
     assert "model.layers.0.self_attn.q_proj.weight" in report.message
+
+
+def test_a_tokenizer_only_transformers_5_knows_is_flagged_with_the_fix(out, reference):
+    from harness.checkpoint import official_env_problems
+
+    config = json.loads((out / "tokenizer_config.json").read_text())
+    config["tokenizer_class"] = "TokenizersBackend"
+    (out / "tokenizer_config.json").write_text(json.dumps(config))
+    problems = official_env_problems(out)
+    assert len(problems) == 1 and "4.45.2" in problems[0] and "PreTrainedTokenizerFast" in problems[0]
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    (out / "tokenizer_config.json").write_text(json.dumps(config))
+    assert official_env_problems(out) == []
+
+
+@pytest.mark.parametrize("name", ["generation_config.json", "tokenizer_config.json", "config.json"])
+def test_a_changed_config_or_tokenizer_is_not_unchanged(name, out, reference):
+    data = json.loads((out / name).read_text())
+    data["transformers_version"] = "0.0.0"  # save_pretrained's stamp alone changes nothing
+    (out / name).write_text(json.dumps(data))
+    assert validate(out, reference).unchanged
+    data["harness_test_change"] = 7
+    (out / name).write_text(json.dumps(data))
+    report = validate(out, reference)
+    assert report.ok and not report.unchanged and report.changed_files == [name]
+    assert report.sha256 != validate(reference, reference).sha256 and name in report.message
+
+
+def test_links_out_of_out_and_special_files_are_refused(out, reference, tmp_path):
+    import os
+
+    weights = out / "model.safetensors"
+    weights.unlink()
+    weights.symlink_to(reference / "model.safetensors")  # another checkpoint's weights
+    report = validate(out, reference)
+    assert (
+        report.status == "INVALID_CHECKPOINT"
+        and "symbolic link" in report.message
+        and "outside out/" in report.message
+    )
+    weights.unlink()
+    shutil.copyfile(reference / "model.safetensors", out / "real.safetensors.bak")
+    weights.symlink_to("real.safetensors.bak")  # a link inside out/ is fine: it is what is hashed and loaded
+    assert validate(out, reference).ok
+    os.mkfifo(out / "added_tokens.json")
+    report = validate(out, reference)
+    assert report.status == "INVALID_CHECKPOINT" and "not a regular file" in report.message

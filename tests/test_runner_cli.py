@@ -95,3 +95,17 @@ def test_progress_never_goes_to_stdout():
 
     reporter = _Reporter(True)
     assert reporter.progress is not None and reporter.progress.console.stderr
+
+
+def test_a_zero_task_aggregate_is_explained():
+    from harness.cli.run import explain
+    from leaderboard.record import RunRecord
+
+    terms = (0.0, 0.8, 0.5, 0.5, 0.5, 0.5, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0)
+    record = RunRecord(run_id="r", created_at="", task="tiny", submission_name="s", submission_sha256="",
+                       terms=terms, task_aggregate=0, final_score=1 / 3)  # fmt: skip
+    lines = explain(record, target_final=1 / 3)
+    assert lines[0].startswith("task aggregate 0: forget Task1 regurgitation still 1.0")
+    assert "retain Task2 knowledge is 0" in lines[1]
+    assert "equals the untouched target's (0.3333)" in lines[2]
+    assert explain(record, target_final=0.5)[-1].startswith("task aggregate 0")

@@ -104,6 +104,46 @@ def _stderr() -> Console:
     return Console(stderr=True, highlight=False)
 
 
+def explain(record, target_final: float | None = None) -> list[str]:
+    """Why a scored run has the numbers it has, where one term or a reference says it all."""
+    from leaderboard.compare import OFFICIAL_TERM_LABELS
+
+    lines = []
+    terms = record.terms or ()
+    if record.task_aggregate == 0 and len(terms) == len(OFFICIAL_TERM_LABELS):
+        for label, term in zip(OFFICIAL_TERM_LABELS, terms):
+            if term == 0 and label.startswith("forget"):
+                what = (
+                    "every forget question still answered"
+                    if "knowledge" in label
+                    else "every forget sentence still completed"
+                )
+                lines.append(
+                    f"task aggregate 0: {label} still 1.0 ({what}); the harmonic mean is 0 when any term is"
+                )
+            elif term == 0:
+                lines.append(
+                    f"task aggregate 0: {label} is 0 (the retain set was lost); the harmonic mean is 0 when any term is"
+                )
+    if target_final is not None and record.final_score is not None and record.final_score == target_final:
+        lines.append(
+            f"the final score equals the untouched target's ({target_final:.4f}): what the scorer sees did not change"
+        )
+    return lines
+
+
+def _target_final(result: RunResult) -> float | None:
+    from leaderboard.store import Store, default_db
+
+    try:
+        root = Path(result.record.run_dir).parents[1]
+        rows = Store(default_db(root)).records(task=result.record.task)
+    except Exception:  # noqa: BLE001 - only an explanation
+        return None
+    finals = [r.final_score for r in rows if r.role == "reference-target" and r.final_score is not None]
+    return finals[-1] if finals else None
+
+
 def _print_result(result: RunResult, console: Console, *, kept: bool = True) -> None:
     """The run's summary; `kept` False: its run directory is gone (check's dry run), so it is not shown."""
     colour = (
@@ -141,6 +181,9 @@ def _print_result(result: RunResult, console: Console, *, kept: bool = True) -> 
         table.add_row("peak memory", f"RSS {record.peak_rss_mb:.0f} MB{gpu}")
     table.add_row("timings", ", ".join(f"{k} {v:.2f} s" for k, v in record.timings.items()))
     console.print(table)
+    if result.ok and record.final_score is not None:
+        for line in explain(record, _target_final(result) if kept else None):
+            console.print(f"[cyan]why:[/] {escape(line)}", highlight=False, soft_wrap=True)
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     if result.status not in SCORED:

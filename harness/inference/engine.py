@@ -1,33 +1,36 @@
 """`evaluate`: one checkpoint through the official inference stages into a run directory, then scored.
 
 Stages, in the official order: retain generations + answer NLL, forget generations + answer NLL, MIA
-member/non-member losses, MMLU choices. The fast path runs the answer NLL of both splits and the MIA
-losses first, in one prefix-forest pass that also drafts the generations (answers.answer_pass), then
-decodes what the drafts left open (generation.generate_drafted); the files, their columns and their
-rows are the same either way. The artifacts are the official ones (official-scoring.md 2.3, 2.7, 4):
-forget_0.csv / retain_0.csv, mia_results/{member,nonmember}_0.csv, mmlu_results/<subject>.csv and
-mmlu_results/metrics.json; then harness.scoring.score_directory writes evaluation_results.jsonl.
+member/non-member losses (mia.py), MMLU choices. Each stage only calls the evaluation object's verbs
+(evaluator.py: generate, loss, choices, in an exact and a fast implementation). The fast path runs the
+answer NLL of both splits and the MIA losses first, in one prefix-forest pass that also drafts the
+generations (FastEvaluator.answer_pass), then decodes what the drafts left open; the files, their
+columns and their rows are the same either way. The artifacts are the official ones
+(official-scoring.md 2.3, 2.7, 4): forget_0.csv / retain_0.csv, mia_results/{member,nonmember}_0.csv,
+mmlu_results/<subject>.csv and mmlu_results/metrics.json; then harness.scoring.score_directory writes
+evaluation_results.jsonl.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.errors import HarnessError
-from harness.files import write_atomic, write_text_atomic
-from harness.inference import answers, cache, distributed, generation, losses, mmlu
+from harness.files import write_text_atomic
+from harness.inference import answers, cache, distributed, losses, mia, mmlu
+from harness.inference.evaluator import Evaluator, FastEvaluator, make_evaluator
 from harness.inference.loading import load_checkpoint, resolve_device, resolve_dtype
-from tasks.data import read_mia, read_mmlu, read_rows
+from harness.inference.outputs import cut_like, merge_write
+from tasks.data import read_mmlu, read_rows
 from tasks.spec import TaskSpec
 
 if TYPE_CHECKING:
@@ -54,94 +57,6 @@ class EvalResult:
     cached: bool = False
 
 
-@dataclass(frozen=True)
-class _Runner:
-    """The model, tokenizer and path choice shared by the stages."""
-
-    model: object
-    tokenizer: object
-    exact: bool
-    batch_size: int
-    max_tokens: int | None
-    max_new_tokens: int
-    progress: Progress | None
-    decode_tokens: int | None = None
-
-    @property
-    def pad(self) -> int:
-        return self.tokenizer.eos_token_id
-
-    def _bar(self, label: str, total: int) -> Callable[[int], None]:
-        if self.progress is None:
-            return lambda n: None
-        task_id = self.progress.add_task(label, total=total)
-        return lambda n: self.progress.advance(task_id, n)
-
-    def generate(
-        self,
-        label: str,
-        prompts: Sequence[Sequence[int]],
-        drafts: Sequence[Sequence[generation.Draft]] = (),
-    ) -> list[str]:
-        """Generations; on the fast path, following the drafts of each row if given."""
-        advance = self._bar(label, len(prompts))
-        if self.exact:
-            tokens = []
-            for p in prompts:
-                tokens.append(generation.generate_exact(self.model, p, self.max_new_tokens, self.pad))
-                advance(1)
-        else:
-            tokens = generation.generate_drafted(
-                self.model,
-                prompts,
-                drafts or [()] * len(prompts),
-                self.max_new_tokens,
-                self.pad,
-                self.batch_size,
-                self.max_tokens,
-                on_rows=advance,
-                decode_tokens=self.decode_tokens,
-            )
-        return [generation.decode(self.tokenizer, t) for t in tokens]
-
-    def losses(self, label: str, items: Sequence[losses.LossItem]) -> list[float]:
-        advance = self._bar(label, len(items))
-        if self.exact:
-            out = []
-            for it in items:
-                out.append(losses.loss_exact(self.model, it))
-                advance(1)
-            return out
-        return losses.losses_fast(
-            self.model, items, self.pad, self.batch_size, self.max_tokens, on_rows=advance
-        )
-
-    def answer_pass(self, label: str, rows: Sequence, documents: Sequence[str]) -> answers.AnswerPass:
-        """Fast path: the answer NLLs, the drafts of the generations and the MIA losses (answers.answer_pass)."""
-        return answers.answer_pass(
-            self.model,
-            self.tokenizer,
-            [r.input for r in rows],
-            [r.output for r in rows],
-            self.batch_size,
-            self.max_tokens,
-            documents,
-            progress=lambda total: self._bar(label, total),
-        )
-
-    def choices(self, label: str, prompts: Sequence[Sequence[int]], candidates: list[int]):
-        advance = self._bar(label, len(prompts))
-        if self.exact:
-            out = []
-            for p in prompts:
-                out.append(mmlu.choose_exact(self.model, p, candidates))
-                advance(1)
-            return out
-        return mmlu.choose_fast(
-            self.model, prompts, candidates, self.pad, self.batch_size, self.max_tokens, on_rows=advance
-        )
-
-
 @contextmanager
 def _progress(enabled: bool) -> Iterator[Progress | None]:
     if not enabled:
@@ -150,10 +65,6 @@ def _progress(enabled: bool) -> Iterator[Progress | None]:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True)) as bar:
         yield bar
-
-
-def _write_csv(frame: pd.DataFrame, path: Path) -> None:
-    write_atomic(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def _settings(
@@ -172,6 +83,10 @@ def _settings(
         "processes": world.size,
         "processes_quirk": quirk and world.size > 1,
     }
+
+
+def _mia_files(task: TaskSpec) -> list[Path]:
+    return [task.mia_member, task.mia_nonmember] if mia.available(task) else []
 
 
 def _mmlu_files(task: TaskSpec) -> list[Path]:
@@ -217,15 +132,9 @@ def evaluate(
     dev = resolve_device(device)
     torch_dtype = resolve_dtype(task, dev, dtype)
     world = distributed.init_world(dev)
-    quirk = processes_quirk and world.size > 1
-    size = batch_size or DEFAULT_BATCH.get(dev.type, 32)
-    tokens = max_tokens or DEFAULT_TOKENS.get(dev.type, DEFAULT_TOKENS["cpu"])
-    decode_tokens = max_tokens or DEFAULT_DECODE_TOKENS.get(dev.type, DEFAULT_DECODE_TOKENS["cpu"])
-    mia_paths = [task.mia_member, task.mia_nonmember]
-    have_mia = all(p is not None and Path(p).exists() for p in mia_paths)
     key = None
     if use_cache:
-        data = [task.eval_forget, task.eval_retain, *(mia_paths if have_mia else []), *_mmlu_files(task)]
+        data = [task.eval_forget, task.eval_retain, *_mia_files(task), *_mmlu_files(task)]
         settings = _settings(task, exact, batch_size, max_tokens, dev, torch_dtype, processes_quirk, world)
         key = cache.eval_key(checkpoint_dir, data, settings)
         entry = cache.lookup(key)
@@ -243,35 +152,18 @@ def evaluate(
     t0 = time.perf_counter()
     model, tokenizer = load_checkpoint(checkpoint_dir, dev, torch_dtype)
     timings["load"] = time.perf_counter() - t0
-    artifacts: list[Path] = []
     with _progress(progress and world.main) as bar:
-        runner = _Runner(model, tokenizer, exact, size, tokens, task.max_new_tokens, bar, decode_tokens)
-        groups = {}
-        if have_mia:
-            groups = {
-                "member": distributed.shard(read_mia(task.mia_member), world, quirk),
-                "nonmember": distributed.shard(read_mia(task.mia_nonmember), world, quirk),
-            }
-        docs = [d for group in groups.values() for d in group]
-        split_artifacts, nll = _run_splits(runner, task, run_dir, world, quirk, timings, docs)
-        artifacts += split_artifacts
-        if have_mia:
-            t0 = time.perf_counter()
-            if nll is None:  # the exact path: one document at a time, after the splits
-                ids = answers.tokens(tokenizer, [d.document for d in docs])
-                nll = runner.losses(
-                    "MIA: member + non-member losses", [losses.LossItem(tuple(i), 0) for i in ids]
-                )
-            for (group, part), part_nll in zip(groups.items(), _cut_like(nll, groups.values())):
-                records = [{"id": d.id, "nll": n} for d, n in zip(part, part_nll)]
-                artifacts += _merge_write(
-                    records, ["id", "nll"], run_dir / "mia_results", group, world, quirk
-                )
-            timings["mia"] = time.perf_counter() - t0
-        if task.mmlu_dir is not None:
-            t0 = time.perf_counter()
-            artifacts += _run_mmlu(runner, task, run_dir, world)
-            timings["mmlu"] = time.perf_counter() - t0
+        evaluator = make_evaluator(
+            model,
+            tokenizer,
+            exact=exact,
+            max_new_tokens=task.max_new_tokens,
+            progress=bar,
+            batch_size=batch_size or DEFAULT_BATCH.get(dev.type, 32),
+            max_tokens=max_tokens or DEFAULT_TOKENS.get(dev.type, DEFAULT_TOKENS["cpu"]),
+            decode_tokens=max_tokens or DEFAULT_DECODE_TOKENS.get(dev.type, DEFAULT_DECODE_TOKENS["cpu"]),
+        )
+        artifacts = _run_stages(evaluator, task, run_dir, world, processes_quirk and world.size > 1, timings)
     timings["total"] = time.perf_counter() - started
     scores = None
     if world.main:
@@ -282,23 +174,49 @@ def evaluate(
     return EvalResult(scores=scores, run_dir=run_dir, timings=timings, cached=False)
 
 
+def _run_stages(
+    evaluator: Evaluator, task: TaskSpec, run_dir: Path, world: distributed.World, quirk: bool, timings: dict
+) -> list[Path]:
+    """The stages in the official order: retain + forget, MIA, MMLU; returns the files written."""
+    groups = mia.read_groups(task, world, quirk) if mia.available(task) else {}
+    splits = _run_splits(evaluator, task, run_dir, world, quirk, timings, mia.documents(groups))
+    artifacts = list(splits.artifacts)
+    if groups:
+        t0 = time.perf_counter()
+        artifacts += mia.run(evaluator, groups, run_dir, world, quirk, read=splits.document_nll)
+        timings["mia"] = time.perf_counter() - t0
+    if task.mmlu_dir is not None:
+        t0 = time.perf_counter()
+        artifacts += _run_mmlu(evaluator, task, run_dir, world)
+        timings["mmlu"] = time.perf_counter() - t0
+    return artifacts
+
+
+@dataclass(frozen=True)
+class _SplitsDone:
+    """What the splits stage wrote, and the MIA losses when the fast path read them in the same pass."""
+
+    artifacts: list[Path]
+    document_nll: list[float] | None
+
+
 def _run_splits(
-    runner: _Runner,
+    evaluator: Evaluator,
     task: TaskSpec,
     run_dir: Path,
     world: distributed.World,
     quirk: bool,
     timings: dict,
     documents: Sequence,
-) -> tuple[list[Path], list[float] | None]:
+) -> _SplitsDone:
     """Generations and answer NLL of the retain and the forget rows, into retain_0.csv and forget_0.csv.
 
     The exact path runs the official loop: retain first, each split's generations and then its NLL. The
     fast path takes both splits and the MIA ``documents`` at once: one loss pass, whose expected answers
-    draft the generations (answers.answer_pass), then one batched call decodes what the drafts did not
-    settle. Returns the files written and, on the fast path, the documents' MIA losses.
+    draft the generations (FastEvaluator.answer_pass), then one batched call decodes what the drafts did
+    not settle.
     """
-    tokenizer = runner.tokenizer
+    tokenizer = evaluator.tokenizer
     splits = {
         split: distributed.shard(read_rows(getattr(task, f"eval_{split}")), world, quirk)
         for split in ("retain", "forget")  # the official order: retain first
@@ -306,28 +224,28 @@ def _run_splits(
     outputs: dict[str, list[str]] = {}
     nll: dict[str, list[float]] = {}
     document_nll = None
-    if runner.exact:
-        for split, rows in splits.items():
-            t0 = time.perf_counter()
-            prompts = answers.tokens(tokenizer, [r.input for r in rows])
-            outputs[split] = runner.generate(f"{split}: generations", prompts)
-            timings[f"{split}_generation"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            items = [losses.answer_item(tokenizer, r.input, r.output, p) for r, p in zip(rows, prompts)]
-            nll[split] = runner.losses(f"{split}: answer NLL", items)
-            timings[f"{split}_nll"] = time.perf_counter() - t0
-    else:
+    if isinstance(evaluator, FastEvaluator):
         rows = [r for part in splits.values() for r in part]
         t0 = time.perf_counter()
         label = "retain + forget: answer NLL" + (", MIA losses" if documents else "")
-        done = runner.answer_pass(label, rows, [d.document for d in documents])
+        done = evaluator.answer_pass(label, rows, [d.document for d in documents])
         timings["losses"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        texts = runner.generate("retain + forget: generations", done.prompts, done.drafts)
+        texts = evaluator.generate("retain + forget: generations", done.prompts, done.drafts)
         timings["generation"] = time.perf_counter() - t0
-        outputs = dict(zip(splits, _cut_like(texts, splits.values())))
-        nll = dict(zip(splits, _cut_like(done.nll, splits.values())))
+        outputs = dict(zip(splits, cut_like(texts, splits.values())))
+        nll = dict(zip(splits, cut_like(done.nll, splits.values())))
         document_nll = done.document_nll
+    else:
+        for split, rows in splits.items():
+            t0 = time.perf_counter()
+            prompts = answers.tokens(tokenizer, [r.input for r in rows])
+            outputs[split] = evaluator.generate(f"{split}: generations", prompts)
+            timings[f"{split}_generation"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            items = [losses.answer_item(tokenizer, r.input, r.output, p) for r, p in zip(rows, prompts)]
+            nll[split] = evaluator.loss(f"{split}: answer NLL", items)
+            timings[f"{split}_nll"] = time.perf_counter() - t0
     artifacts = []
     for split, rows in splits.items():
         records = [
@@ -335,41 +253,15 @@ def _run_splits(
              "model_output": o, "nll": n}
             for r, o, n in zip(rows, outputs[split], nll[split])
         ]  # fmt: skip
-        artifacts += _merge_write(records, OUTPUT_COLUMNS, run_dir, split, world, quirk)
-    return artifacts, document_nll
+        artifacts += merge_write(records, OUTPUT_COLUMNS, run_dir, split, world, quirk)
+    return _SplitsDone(artifacts, document_nll)
 
 
-def _cut_like(values: Sequence, parts) -> list[list]:
-    """``values`` (the parts' results, concatenated in order) cut back into one list per part."""
-    out, start = [], 0
-    for part in parts:
-        out.append(list(values[start : start + len(part)]))
-        start += len(part)
-    return out
-
-
-def _merge_write(
-    records: list[dict], columns: list[str], folder: Path, name: str, world: distributed.World, quirk: bool
-) -> list[Path]:
-    """Write ``<name>_0.csv`` (all shards merged in file order) or, with the quirk, one file per rank."""
-    parts = distributed.gather(records, world)
-    if not world.main:
-        return []
-    if quirk:  # the official multi-process run: each process writes <split>_<process_index>.csv
-        paths = [folder / f"{name}_{rank}.csv" for rank in range(world.size)]
-        for part, path in zip(parts, paths):
-            _write_csv(pd.DataFrame(part, columns=columns), path)
-        return paths
-    path = folder / f"{name}_0.csv"
-    _write_csv(pd.DataFrame([r for part in parts for r in part], columns=columns), path)
-    return [path]
-
-
-def _run_mmlu(runner: _Runner, task: TaskSpec, run_dir: Path, world: distributed.World) -> list[Path]:
+def _run_mmlu(evaluator: Evaluator, task: TaskSpec, run_dir: Path, world: distributed.World) -> list[Path]:
     """MMLU choices for every subject (sharded over processes), the per-subject CSVs and metrics.json."""
     from harness.scoring.mmlu import aggregate_mmlu
 
-    tokenizer = runner.tokenizer
+    tokenizer = evaluator.tokenizer
     subjects = read_mmlu(task.mmlu_dir, task.mmlu_subjects)
     candidates = mmlu.answer_token_ids(tokenizer)
     flat: list[tuple[int, int, list[int]]] = []
@@ -377,7 +269,7 @@ def _run_mmlu(runner: _Runner, task: TaskSpec, run_dir: Path, world: distributed
         prompts = mmlu.build_prompts(subject, tokenizer, task.mmlu_shots, task.mmlu_max_prompt_tokens)
         flat += [(s_index, i, ids) for i, ids in enumerate(answers.tokens(tokenizer, prompts))]
     mine = distributed.shard(flat, world)
-    chosen = runner.choices("MMLU: choices", [ids for _, _, ids in mine], candidates)
+    chosen = evaluator.choices("MMLU: choices", [ids for _, _, ids in mine], candidates)
     parts = distributed.gather(list(zip([(s, i) for s, i, _ in mine], chosen)), world)
     if not world.main:
         return []

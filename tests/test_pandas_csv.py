@@ -1,4 +1,4 @@
-"""tasks.data.read_csv_like_pandas: NA strings, dtype inference, float parsing, low_memory chunks.
+"""tasks.pandas_csv.read_csv_like_pandas: NA strings, dtype inference, float parsing, low_memory chunks.
 
 The official scorer reads generations back with ``pandas.read_csv`` (official-scoring.md section 2.4)
 under pandas 2.2.3. We emulate that explicitly, so results do not depend on the installed pandas:
@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from tasks.data import PANDAS_NA_VALUES, read_csv_like_pandas
+from tasks.pandas_csv import PANDAS_NA_VALUES, read_csv_like_pandas
 
 HEADER = ["id", "task", "input", "expected_output", "model_output", "nll"]
 

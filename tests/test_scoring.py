@@ -26,7 +26,7 @@ from harness.scoring.csvio import GenerationRow
 from harness.scoring.official import headline_numbers, left_to_right_mean, row_score, score_splits
 from harness.scoring.report import render_scores, scores_to_json
 from harness.scoring.rouge import lcs_length, rouge_l_recall, rouge_tokens
-from tasks.data import read_csv_like_pandas
+from tasks.pandas_csv import read_csv_like_pandas
 
 CASES = Path(__file__).parent / "fixtures" / "scoring" / "cases"
 HEADER = ["id", "task", "input", "expected_output", "model_output", "nll"]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.files import write_text_atomic
-from tasks.data import Cell, concat_kinds, read_csv_like_pandas
+from tasks.pandas_csv import Cell, concat_kinds, read_csv_like_pandas
 from tasks.errors import DataError
 
 __all__ = [

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 from tasks.errors import DataError
-from tasks.spec import TaskSpec
+from tasks.spec import FLOAT_FIELDS, INT_FIELDS, PATH_FIELDS, SETTING_FIELDS, TaskSpec
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -34,21 +34,7 @@ else:  # pragma: no cover
 TASKS_DIR = Path(__file__).resolve().parent
 TINY = "tiny"
 
-PATH_FIELDS = (
-    "model_dir",
-    "forget_dir",
-    "retain_dir",
-    "eval_forget",
-    "eval_retain",
-    "mia_member",
-    "mia_nonmember",
-    "mmlu_dir",
-    "gold_model_dir",
-)
-INT_FIELDS = ("mmlu_shots", "mmlu_max_prompt_tokens", "max_new_tokens", "processes")
-FLOAT_FIELDS = ("budget_s",)
 DTYPES = ("bfloat16", "float16", "float32")
-SETTING_FIELDS = (*INT_FIELDS, *FLOAT_FIELDS, "mmlu_subjects", "mmlu_threshold", "cuda_dtype", "cpu_dtype")
 TINY_BUILD_KEYS = ("seed", "size", "gold")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 
@@ -50,14 +50,19 @@ class TaskSpec:
 
     def missing(self) -> list[str]:
         """Names of required parts that are unset or absent on disk (empty: the task can run)."""
-        required = {
-            "model_dir": self.model_dir,
-            "forget_dir": self.forget_dir,
-            "retain_dir": self.retain_dir,
-            "eval_forget": self.eval_forget,
-            "eval_retain": self.eval_retain,
-            "mia_member": self.mia_member,
-            "mia_nonmember": self.mia_nonmember,
-            "mmlu_dir": self.mmlu_dir,
-        }
-        return [name for name, path in required.items() if path is None or not Path(path).exists()]
+        required = [name for name in PATH_FIELDS if name not in OPTIONAL_PATH_FIELDS]
+        return [name for name in required if (p := getattr(self, name)) is None or not Path(p).exists()]
+
+
+# The field groups, derived from the dataclass (annotations are strings under `from __future__`):
+_ABOUT_FIELDS = ("name", "description", "source", "extra")
+#: the fields that are paths, in declaration order (a task's TOML [paths] table)
+PATH_FIELDS = tuple(f.name for f in fields(TaskSpec) if "Path" in str(f.type))
+#: path fields a task may lack and still run
+OPTIONAL_PATH_FIELDS = ("gold_model_dir",)
+#: the fields that are settings (a task's TOML [settings] table), in declaration order
+SETTING_FIELDS = tuple(
+    f.name for f in fields(TaskSpec) if f.name not in PATH_FIELDS and f.name not in _ABOUT_FIELDS
+)
+INT_FIELDS = tuple(f.name for f in fields(TaskSpec) if f.name in SETTING_FIELDS and f.type == "int")
+FLOAT_FIELDS = tuple(f.name for f in fields(TaskSpec) if f.name in SETTING_FIELDS and f.type == "float")

@@ -11,8 +11,8 @@ from rich.table import Table
 
 from harness.cli._group import cli
 from harness.errors import HarnessError
-from tasks.registry import PATH_FIELDS, describe_task, list_tasks, validate_task
-from tasks.spec import TaskSpec
+from tasks.registry import describe_task, list_tasks, validate_task
+from tasks.spec import PATH_FIELDS, SETTING_FIELDS, TaskSpec
 
 
 def _spec_json(spec: TaskSpec, counts: dict[str, int] | None) -> dict[str, object]:
@@ -22,17 +22,10 @@ def _spec_json(spec: TaskSpec, counts: dict[str, int] | None) -> dict[str, objec
         out[field] = None if value is None else str(value)
     out["missing"] = spec.missing()
     out["ready"] = not spec.missing()
-    out["settings"] = {
-        "mmlu_subjects": list(spec.mmlu_subjects) if spec.mmlu_subjects else None,
-        "mmlu_shots": spec.mmlu_shots,
-        "mmlu_max_prompt_tokens": spec.mmlu_max_prompt_tokens,
-        "max_new_tokens": spec.max_new_tokens,
-        "cuda_dtype": spec.cuda_dtype,
-        "cpu_dtype": spec.cpu_dtype,
-        "budget_s": spec.budget_s,
-        "processes": spec.processes,
-        "mmlu_threshold": spec.mmlu_threshold,
-    }
+    out["settings"] = {}
+    for field in SETTING_FIELDS:
+        value = getattr(spec, field)
+        out["settings"][field] = (list(value) or None) if isinstance(value, tuple) else value
     if counts is not None:
         out["counts"] = counts
     return out

@@ -175,7 +175,3 @@ def write_manifest(run_dir: Path, manifest: Manifest) -> Path:
     path = Path(run_dir) / MANIFEST_NAME
     write_text_atomic(path, json.dumps(asdict(manifest), indent=2, default=str) + "\n")
     return path
-
-
-def read_manifest(run_dir: Path) -> dict[str, Any]:
-    return json.loads((Path(run_dir) / MANIFEST_NAME).read_text())

@@ -24,7 +24,7 @@ from harness.errors import HarnessError
 from harness.scoring import Scores, aggregate_mmlu, compute_auc, read_mmlu_average, score_directory
 from harness.scoring.csvio import GenerationRow
 from harness.scoring.official import headline_numbers, left_to_right_mean, row_score, score_splits
-from harness.scoring.report import render_scores, scores_to_json
+from harness.scoring.report import render_scores
 from harness.scoring.rouge import lcs_length, rouge_l_recall, rouge_tokens
 from tasks.pandas_csv import read_csv_like_pandas
 
@@ -104,7 +104,7 @@ def test_golden_headline_numbers_and_key_order(shared_data: Path) -> None:
         retain=golden["retain-set"],
         ignored_rows=0,
     )
-    assert json.dumps(scores_to_json(scores)) == golden_text
+    assert json.dumps(scores.results()) == golden_text
     # the terms are the per-task means, forget inverted, in the official order
     expected_terms = [
         value if split == "retain-set" else 1 - value
@@ -149,7 +149,7 @@ def test_reference_cases_match_the_official_logic_exactly(tmp_path: Path, case: 
     shutil.copytree(CASES / case, directory)
     scores = score_directory(directory)
     expected = (CASES / case / "expected_v3.json").read_text()
-    assert json.dumps(scores_to_json(scores)) == expected
+    assert json.dumps(scores.results()) == expected
     assert (directory / "evaluation_results.jsonl").read_text() == expected
     # row_scores.csv: per (split, task, kind) the left-to-right mean of its rows gives each finite term
     groups: dict[tuple[str, str, str], list[float]] = {}
@@ -322,10 +322,10 @@ def test_legacy_versions(tmp_path: Path) -> None:
     assert v3.final_score == statistics.mean([1.0, 0.25, 0.5])
     v2 = score_directory(directory, version="v2")  # mean([HM12, MMLU, 1 - AUC])
     assert v2.mia_score == 0.25 and v2.final_score == statistics.mean([1.0, 0.25, 0.25])
-    assert "mia_final_score" not in scores_to_json(v2)
+    assert "mia_final_score" not in v2.results()
     v1 = score_directory(directory, version="v1")  # HM(12 terms + [AUC] + [MMLU]) = 14 / (12 + 4/3 + 4)
     assert v1.final_score == statistics.harmonic_mean([1.0] * 12 + [0.75, 0.25])
-    assert list(scores_to_json(v1)) == ["forget-set", "retain-set", "mia_loss_acc", "aggregate-score"]
+    assert list(v1.results()) == ["forget-set", "retain-set", "mia_loss_acc", "aggregate-score"]
     with pytest.raises(HarnessError, match="unknown scoring version"):
         score_directory(directory, version="v4")
 

@@ -18,7 +18,7 @@ from rich.console import Console
 from harness.cli._group import cli
 from harness.errors import HarnessError
 from harness.scoring import VERSIONS, Scores, score_directory
-from harness.scoring.report import render_scores, scores_to_json
+from harness.scoring.report import render_scores
 
 
 def _default_run_dir(checkpoint: Path, task: str) -> Path:
@@ -165,7 +165,7 @@ def score(
                 write=False,
             )
     if as_json:
-        click.echo(json.dumps(scores_to_json(scores)))
+        click.echo(json.dumps(scores.results()))
         return
     console = Console(highlight=False)
     render_scores(scores, console)

@@ -9,12 +9,7 @@ from rich.table import Table
 
 from harness.scoring.official import KNOW, REG, SPLITS, Scores
 
-__all__ = ["render_scores", "scores_to_json"]
-
-
-def scores_to_json(scores: Scores) -> dict[str, object]:
-    """The official results object, as written to evaluation_results.jsonl (the version's key order)."""
-    return scores.results()
+__all__ = ["render_scores"]
 
 
 def _fmt(value: object) -> str:

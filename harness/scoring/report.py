@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.scoring.official import KNOW, REG, SPLITS, Scores
+from leaderboard.compare import HEADLINE_LABELS
 
 __all__ = ["render_scores"]
 
@@ -59,15 +60,16 @@ def render_scores(scores: Scores, console: Console) -> None:
     head.add_column("number")
     head.add_column("value", justify="right")
     head.add_column("best", justify="left")
-    head.add_row("task aggregate (harmonic mean of the terms)", _fmt(scores.task_aggregate), "1")
-    head.add_row("MIA AUC (members vs non-members, loss attack)", _fmt(scores.auc), "0.5")
+    label = HEADLINE_LABELS  # the board's names of the headline numbers, with how each is computed
+    head.add_row(f"{label['task_aggregate']} (harmonic mean of the terms)", _fmt(scores.task_aggregate), "1")
+    head.add_row(f"{label['auc']} (members vs non-members, loss attack)", _fmt(scores.auc), "0.5")
     if scores.version == "v3":
-        head.add_row("MIA score (1 - 2|AUC - 0.5|)", _fmt(scores.mia_score), "1")
+        head.add_row(f"{label['mia_score']} (1 - 2|AUC - 0.5|)", _fmt(scores.mia_score), "1")
     elif scores.version == "v2":
         head.add_row("MIA term (1 - AUC, V2)", _fmt(scores.mia_score), "1")
-    head.add_row("MMLU average", _fmt(scores.mmlu_average), "1")
+    head.add_row(label["mmlu_average"], _fmt(scores.mmlu_average), "1")
     final = "-1 (needs MIA and MMLU)" if scores.final_score == -1 else _fmt(scores.final_score)
-    head.add_row(f"final score ({scores.version.upper()})", final, "1")
+    head.add_row(f"{label['final_score']} ({scores.version.upper()})", final, "1")
     if scores.eligible is not None:
         verdict = "yes" if scores.eligible else "no"
         head.add_row(f"eligible (MMLU >= {scores.mmlu_threshold})", verdict, "")

@@ -27,3 +27,10 @@ def make_word_olmo(directory: Path, *, hidden_size: int, intermediate_size: int,
     OlmoForCausalLM(config).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
     return directory
+
+
+# The byte-level BPE + random OLMo builders live in harness.inference.synthetic because benchmarks/ use
+# them too; tests take them from here, so this module is the one factory of small test models.
+from harness.inference.synthetic import random_olmo, train_tokenizer  # noqa: E402
+
+__all__ = ["make_word_olmo", "random_olmo", "train_tokenizer"]

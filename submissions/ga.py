@@ -38,5 +38,7 @@ def unlearn(
     run.optimize(lr, weight_decay)
     for _ in range(epochs):
         for batch in run.batches(forget, batch_size):
+            if run.out_of_time():
+                break
             run.step(-answer_nll(run.logits(batch), batch).mean())
     run.finish()

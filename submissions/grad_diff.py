@@ -41,6 +41,8 @@ def unlearn(
     run.optimize(lr, weight_decay)
     for _ in range(epochs):
         for forget_batch, retain_batch in zip(run.batches(forget, batch_size), retain_batches):
+            if run.out_of_time():
+                break
             forget_loss = answer_nll(run.logits(forget_batch), forget_batch).mean()
             retain_loss = answer_nll(run.logits(retain_batch), retain_batch).mean()
             run.step(-forget_loss + retain_weight * retain_loss)

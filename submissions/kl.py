@@ -35,6 +35,8 @@ def unlearn(
     run.optimize(lr, weight_decay)
     for _ in range(epochs):
         for forget_batch, retain_batch in zip(run.batches(forget, batch_size), retain_batches):
+            if run.out_of_time():
+                break
             forget_loss = answer_nll(run.logits(forget_batch), forget_batch).mean()
             kl = kl_to_reference(
                 run.logits(retain_batch), run.reference_logits(retain_batch), retain_batch.attention_mask

@@ -58,6 +58,8 @@ def unlearn(
     for epoch in range(epochs):
         retain_losses = []
         for batch in run.batches(forget + retain, batch_size):
+            if run.out_of_time():
+                break
             per_sample = answer_nll(run.logits(batch), batch)
             is_forget = batch.weights < 0
             forget_loss = per_sample[is_forget].mean() if is_forget.any() else per_sample.sum() * 0

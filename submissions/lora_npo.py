@@ -45,6 +45,8 @@ def unlearn(
     run.optimize(lr)
     for _ in range(epochs):
         for batch in run.batches(forget + retain, batch_size):
+            if run.out_of_time():
+                break
             logits, ref_logits = run.logits(batch), run.reference_logits(batch)
             logp, mask = token_logprobs(logits, batch)
             ref_logp, _ = token_logprobs(ref_logits, batch)

@@ -37,6 +37,8 @@ def unlearn(
     run.optimize(lr, weight_decay)
     for _ in range(epochs):
         for forget_batch, retain_batch in zip(run.batches(forget, batch_size), retain_batches):
+            if run.out_of_time():
+                break
             logp = token_logprobs(run.logits(forget_batch), forget_batch)[0].sum(-1)
             ref_logp = token_logprobs(run.reference_logits(forget_batch), forget_batch)[0].sum(-1)
             retain_loss = answer_nll(run.logits(retain_batch), retain_batch).mean()

@@ -77,6 +77,8 @@ def unlearn(
             task_retain = [e for e in retain if e.task == task] or retain
             retain_batches = cycle(lambda rows=task_retain: run.batches(rows, batch_size))
             for forget_batch, retain_batch in zip(run.batches(task_forget, batch_size), retain_batches):
+                if run.out_of_time():
+                    break
                 h_forget = hidden_at(run.model, layer, forget_batch)
                 if task not in steer:  # adaptive coefficient, from the task's first forget batch
                     norms = h_forget.detach().norm(dim=-1)[forget_batch.attention_mask.bool()]

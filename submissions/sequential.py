@@ -59,9 +59,13 @@ def unlearn(
         for _ in range(epochs):
             if kind == "gd":
                 for batch in run.batches(retain, batch_size):
+                    if run.out_of_time():
+                        break
                     run.step(answer_nll(run.logits(batch), batch).mean())
                 continue
             for batch in run.batches(forget, batch_size):
+                if run.out_of_time():
+                    break
                 loss = -answer_nll(run.logits(batch), batch).mean()
                 if kind == "gdiff":
                     retain_batch = next(retain_batches)

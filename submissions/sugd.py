@@ -17,7 +17,7 @@ Defaults suit the tiny task on a CPU (finishes well inside 120 s). AILS-NTUA's 7
 --set batch_size=1 --set last_layers=8``.
 """
 
-from unlearn_common import Run, load_split, token_logprobs, weighted
+from unlearn_common import Run, answer_nll, load_split, weighted
 
 
 def interleave(forget_chunk, retain, start, ratio):
@@ -65,7 +65,7 @@ def unlearn(
         chunk, next_retain = interleave(forget[start : start + chunk_size], retain, next_retain, retain_ratio)
         for _ in range(epochs_per_chunk):
             for batch in run.batches(chunk, batch_size, shuffle=False):
-                logp, mask = token_logprobs(run.logits(batch), batch)
-                per_sample_ce = -logp.sum(-1) / mask.sum(-1).clamp(min=1)
-                run.step((batch.weights * per_sample_ce).mean())
+                if run.out_of_time():
+                    break
+                run.step((batch.weights * answer_nll(run.logits(batch), batch)).mean())
     run.finish()

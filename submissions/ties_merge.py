@@ -26,6 +26,8 @@ def train_adapter(run, forget, retain, weights, lr, weight_decay, epochs, batch_
     run.optimize(lr, weight_decay)
     for _ in range(epochs):
         for forget_batch, retain_batch in run.paired_batches(forget, retain, batch_size):
+            if run.out_of_time():
+                break
             logp = -answer_nll(run.logits(forget_batch), forget_batch).mean()
             ref_logp = -answer_nll(run.reference_logits(forget_batch), forget_batch).mean()
             retain_logits = run.logits(retain_batch)

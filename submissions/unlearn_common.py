@@ -7,6 +7,8 @@ A reference entry reads like a recipe on top of this module:
     run.optimize(lr=1e-5)
     for _ in range(epochs):
         for batch in run.batches(forget, batch_size=4):
+            if run.out_of_time():  # leaves time for the final save before HARNESS_DEADLINE
+                break
             run.step(-answer_nll(run.model(**batch.model_inputs()).logits, batch).mean())
     run.finish()
 
@@ -261,10 +263,13 @@ class Run:
         return order[self.rank :: self.world][:per_rank]
 
     def batches(self, examples: list[Example], batch_size: int, *, shuffle: bool = True) -> Iterator[Batch]:
-        """One epoch of batches (this rank's share under torchrun); stops early when time is nearly up."""
+        """One epoch of batches (this rank's share under torchrun); the loop checks `out_of_time` itself.
+
+        Once it has said stop, later epochs are empty, so the epochs left after the break cost nothing.
+        """
         mine = self._my_order(len(examples), shuffle)
         for start in range(0, len(mine), batch_size):
-            if self.out_of_time():
+            if self.stopped:
                 return
             yield collate([examples[i] for i in mine[start : start + batch_size]], self.pad_id, self.device)
 
@@ -274,7 +279,7 @@ class Run:
         """One epoch of (first[i..], second[i..]) batch pairs in one shuffled order (equal-length lists)."""
         mine = self._my_order(min(len(first), len(second)), True)
         for start in range(0, len(mine), batch_size):
-            if self.out_of_time():
+            if self.stopped:  # as in `batches`
                 return
             chosen = mine[start : start + batch_size]
             yield (

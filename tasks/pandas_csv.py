@@ -48,6 +48,7 @@ _POW10 = [float(f"1e{i}") for i in range(309)]
 Cell = str | int | float | bool
 
 
+# Stays whole (64 lines): a step-for-step port of pandas' C function, read side by side with it.
 def _xstrtod(text: str) -> float | None:
     """pandas 2.2's ``precise_xstrtod`` (the default float converter of the C parser), step for step.
 

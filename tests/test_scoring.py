@@ -17,6 +17,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+from csv_files import write_csv
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -30,16 +31,6 @@ from tasks.pandas_csv import read_csv_like_pandas
 
 CASES = Path(__file__).parent / "fixtures" / "scoring" / "cases"
 HEADER = ["id", "task", "input", "expected_output", "model_output", "nll"]
-
-
-def write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
-    """Written like pandas' to_csv (minimal quoting, "\\n" line ends), the way the official CSVs are."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
-    return path
 
 
 def gen_rows(rows: list[tuple[str, str, str, str]]) -> list[list[object]]:

@@ -61,6 +61,7 @@ def _evaluate_checkpoint(
     return result.scores, result.run_dir
 
 
+# `score` stays whole (66 lines): one click command, its two modes (checkpoint, generations) side by side.
 @cli.command()
 @click.argument("checkpoint", required=False, type=click.Path(path_type=Path))
 @click.option(

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.files import write_text_atomic
-from tasks.pandas_csv import Cell, concat_kinds, read_csv_like_pandas
 from tasks.errors import DataError
+from tasks.pandas_csv import Cell, concat_kinds, read_csv_like_pandas
 
 __all__ = [
     "GenerationRow",

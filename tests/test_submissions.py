@@ -44,6 +44,7 @@ TINY = {
     "ties_merge": {"epochs": 1},
     "rmu": {"epochs": 1},
     "layer_gd": {"epochs": 2, "layers": "0"},
+    "idk": {"epochs": 1},
 }
 
 

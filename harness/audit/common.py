@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from harness.errors import HarnessError
+from harness.scoring.csvio import RowScore
 from tasks.spec import TaskSpec
 
 #: the three models an attack is run on: the audited checkpoint and the task's two references
@@ -69,17 +70,6 @@ class Measure:
             "rows": self.rows,
             "per_task": self.per_task,
         }
-
-
-@dataclass(frozen=True)
-class RowScore:
-    """One scored row of row_scores.csv."""
-
-    split: str
-    task: str
-    kind: str
-    id: str
-    score: float
 
 
 def read_row_scores(run_dir: Path) -> list[RowScore]:
@@ -152,6 +142,23 @@ def reference_dirs(task: TaskSpec) -> dict[str, Path | None]:
         else None
     )
     return {"target": Path(task.model_dir) if task.model_dir is not None else None, "gold": gold}
+
+
+def attacked_models(
+    checkpoint_dir: Path, task: TaskSpec, references: bool, notes: list[str], what: str
+) -> list[tuple[str, Path]]:
+    """(name, directory) of each model an attack runs on: the checkpoint and, with ``references``, the
+    task's target and gold model; a missing one adds a note "... no <name> model: <what>"."""
+    models: dict[str, Path | None] = {"checkpoint": Path(checkpoint_dir)}
+    if references:
+        models.update(reference_dirs(task))
+    chosen = []
+    for name, path in models.items():
+        if path is None:
+            notes.append(f"task {task.name!r} has no {name} model: {what}")
+        else:
+            chosen.append((name, path))
+    return chosen
 
 
 def check_checkpoint(checkpoint_dir: Path) -> Path:

@@ -24,10 +24,10 @@ from pathlib import Path
 
 from harness.audit.common import (
     Measure,
+    attacked_models,
     check_checkpoint,
     measure_from_json,
     measure_run,
-    reference_dirs,
     reference_memo,
     summarize,
     write_rows,
@@ -190,13 +190,9 @@ def run_probes(
     forget_file = write_rows(split_rows["forget"], work_dir / "probe_split" / "forget.jsonl")
     retain_file = write_rows(split_rows["retain"], work_dir / "probe_split" / "retain.jsonl")
     result = ProbeResult(counts, notes=notes)
-    models: dict[str, Path | None] = {"checkpoint": checkpoint_dir}
-    if references:
-        models.update(reference_dirs(task))
-    for model, path in models.items():
-        if path is None:
-            result.notes.append(f"task {task.name!r} has no {model} model: its probes are not measured")
-            continue
+    for model, path in attacked_models(
+        checkpoint_dir, task, references, result.notes, "its probes are not measured"
+    ):
 
         def attack(path: Path = path, model: str = model) -> dict:
             rows, _ = measure_run(path, task, work_dir / f"{model}-official", device=device)

@@ -30,12 +30,12 @@ import torch
 
 from harness.audit.common import (
     Measure,
+    attacked_models,
     check_checkpoint,
     first_line,
     load_model,
     measure_from_json,
     measure_run,
-    reference_dirs,
     reference_memo,
     save_model,
     summarize,
@@ -191,13 +191,9 @@ def run_quantize(
     check_quantizable(checkpoint_dir)
     chosen, note = resolve_backend(backend)
     result = QuantizeResult(chosen, note)
-    models: dict[str, Path | None] = {"checkpoint": checkpoint_dir}
-    if references:
-        models.update(reference_dirs(task))
-    for model, path in models.items():
-        if path is None:
-            result.notes.append(f"task {task.name!r} has no {model} model: its quantization is not measured")
-            continue
+    for model, path in attacked_models(
+        checkpoint_dir, task, references, result.notes, "its quantization is not measured"
+    ):
 
         def attack(path: Path = path, model: str = model) -> dict:
             out: dict = {"measures": {}, "auc": {}, "layers": 0}

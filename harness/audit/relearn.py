@@ -22,11 +22,11 @@ import torch
 from harness.audit.common import (
     Measure,
     answer_tokens,
+    attacked_models,
     check_checkpoint,
     load_model,
     measure_from_json,
     measure_run,
-    reference_dirs,
     reference_memo,
     save_model,
     summarize,
@@ -166,16 +166,10 @@ def run_relearn(
     train, held = split_documents(read_rows(task.eval_forget), recipe.seed)
     held_ids = {r.id for r in held}
     result = RelearnResult(recipe, len(train), len(held))
-    models: dict[str, Path | None] = {"checkpoint": checkpoint_dir}
-    if references:
-        models.update(reference_dirs(task))
     work_dir = Path(work_dir)
-    for model, path in models.items():
-        if path is None:
-            result.notes.append(
-                f"task {task.name!r} has no {model} model: recovery is not measured against it"
-            )
-            continue
+    for model, path in attacked_models(
+        checkpoint_dir, task, references, result.notes, "recovery is not measured against it"
+    ):
 
         def attack(path: Path = path, model: str = model) -> dict:
             rows, _ = measure_run(

@@ -203,6 +203,7 @@ def _fail(report: CheckpointReport, status: str, message: str) -> CheckpointRepo
 
 def _structure(report: CheckpointReport, out: Path) -> CheckpointReport | None:
     """File-level checks before anything is loaded; returns the report on failure."""
+    # Stays whole: the checks run in the order a user's mistakes should be reported, each with its fix.
     if out.is_symlink() or not out.is_dir() or not any(out.iterdir()):
         return _fail(report, "NO_CHECKPOINT", f"out/ is empty: unlearn() saved nothing; call {SAVE_HINT}")
     if (foreign := _foreign_entries(out)) is not None:
@@ -281,6 +282,8 @@ def warm_up(reference_dir: Path) -> None:
 
 def validate(out_dir: Path, reference_dir: Path, *, distance: bool = True) -> CheckpointReport:
     """Validate the checkpoint in `out_dir` against the input model in `reference_dir`."""
+    # Stays whole: one sequence of checks, each ending the validation with its own status and fix, under
+    # one transformers logging context; split, the early returns would have to travel through every piece.
     out = Path(out_dir)
     report = CheckpointReport(out_dir=out)
     if (failed := _structure(report, out)) is not None:

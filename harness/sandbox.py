@@ -200,6 +200,7 @@ def stage(
     task: TaskSpec, workdir: Path, submission: Path, siblings: dict[str, Path], *, isolation: str
 ) -> StagedRun:
     """Build the fresh work directory of a run (nothing here is charged to the budget)."""
+    # Stays whole: the work directory's pieces in the order the child's view lists them.
     from tasks.data import read_split, write_split
 
     workdir = Path(workdir).resolve()
@@ -437,6 +438,38 @@ def _write_spec(
     return path
 
 
+def _command(
+    staged: StagedRun,
+    spec_path: Path,
+    launcher: str,
+    processes: int,
+    isolation: str,
+    hidden: list[Path],
+    memory_cap_mb: float | None,
+) -> tuple[list[str], list[str]]:
+    """(full command line, warnings): the launcher's command inside the run's view under `isolation`."""
+    argv, warnings = _launcher_command(launcher, processes, spec_path)
+    view = view_of(staged, spec_path, hidden, memory_cap_mb)
+    if isolation == "none":
+        warnings.append(
+            "no isolation (--isolation none): the submission ran as a plain child that could read the whole "
+            "file system, reach the network and write the results folder; its record is marked unisolated"
+        )
+    return isolation_command(isolation, view, argv, staged.control_dir), warnings
+
+
+def _child_settings(env: dict[str, str], seed: int | None) -> dict[str, str]:
+    """Add the run seed and, on CPU, the fixed kernels (the same on every x86_64 machine) to the child's
+    environment; returns the kernel settings (none on a GPU machine)."""
+    if seed is not None:
+        env["PYTHONHASHSEED"] = str(seed)
+    if any(Path("/dev").glob("nvidia[0-9]*")):
+        return {}
+    kernels = reproducible_cpu_env(CHILD_THREADS)
+    env.update(kernels)
+    return kernels
+
+
 def _watch(child: subprocess.Popen, monitor: _Monitor, result: SandboxResult, budget_s: float) -> None:
     """Wait for the child, the budget or the memory cap, whichever comes first; note pauses of our own."""
     started = last = time.monotonic()
@@ -479,14 +512,7 @@ def run(
     """
     hidden = [Path(p) for p in hidden or []]
     spec_path = _write_spec(staged, kwargs, hidden, isolation, memory_cap_mb, seed)
-    argv, warnings = _launcher_command(launcher, processes, spec_path)
-    view = view_of(staged, spec_path, hidden, memory_cap_mb)
-    command = isolation_command(isolation, view, argv, staged.control_dir)
-    if isolation == "none":
-        warnings.append(
-            "no isolation (--isolation none): the submission ran as a plain child that could read the whole "
-            "file system, reach the network and write the results folder; its record is marked unisolated"
-        )
+    command, warnings = _command(staged, spec_path, launcher, processes, isolation, hidden, memory_cap_mb)
     group = cgroups.create(tag or str(os.getpid()), memory_cap_mb)
     log_dir.mkdir(parents=True, exist_ok=True)
     stdout_path, stderr_path = log_dir / "stdout.log", log_dir / "stderr.log"
@@ -499,11 +525,7 @@ def run(
     err_fd, err_log = capture(stderr_path, on_chunk=echo("stderr"))
     started = time.time()
     env = scrubbed_env(dict(os.environ), deadline=started + budget_s, home=staged.home_dir, tag=tag)
-    if seed is not None:
-        env["PYTHONHASHSEED"] = str(seed)
-    if not any(Path("/dev").glob("nvidia[0-9]*")):  # on CPU: the same kernels on every x86_64 machine
-        result.kernels = reproducible_cpu_env(CHILD_THREADS)
-        env.update(result.kernels)
+    result.kernels = _child_settings(env, seed)
     try:
         child = subprocess.Popen(
             command, stdout=out_fd, stderr=err_fd, stdin=subprocess.DEVNULL, env=env, cwd=staged.home_dir,
@@ -523,6 +545,26 @@ def run(
         if group:
             group.remove()
         raise
+    _end(child, monitor, group, result, tag=tag, started=started, grace_s=grace_s)
+    for log in (out_log, err_log):
+        log.join(timeout=5.0)
+    result.returncode = child.returncode
+    result.peak_rss_mb = monitor.peak_mb
+    _read_results(staged, result)
+    return result
+
+
+def _end(
+    child: subprocess.Popen,
+    monitor: _Monitor,
+    group,
+    result: SandboxResult,
+    *,
+    tag: str,
+    started: float,
+    grace_s: float,
+) -> None:
+    """Stop the child if it still runs, then every process of the run left behind; note what happened."""
     if child.poll() is None:
         _terminate(monitor.tree() + _tagged(tag, started), grace_s)
     child.wait()
@@ -537,17 +579,11 @@ def run(
         result.leftover_killed += group.kill_all()
         result.killed_for_memory |= group.oom_killed()
         group.remove()
-    for log in (out_log, err_log):
-        log.join(timeout=5.0)
     if result.stalled_s > STALL_S:
         result.warnings.append(
             f"the harness was paused for {result.stalled_s:.1f} s while the submission ran, so its clock "
             "could not enforce the budget"
         )
-    result.returncode = child.returncode
-    result.peak_rss_mb = monitor.peak_mb
-    _read_results(staged, result)
-    return result
 
 
 def _read_results(staged: StagedRun, result: SandboxResult) -> None:

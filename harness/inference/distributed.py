@@ -8,9 +8,11 @@ floor(n / P) + 1 rows by repeating its last row, and the duplicates are kept.
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TypeVar
 
 import torch
@@ -38,7 +40,24 @@ def init_world(device: torch.device) -> World:
         return World(0, 1)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        atexit.register(_leave)
     return World(dist.get_rank(), dist.get_world_size())
+
+
+def _leave() -> None:
+    """At exit, leave the process group together: a rank that exits while gloo's threads still serve its
+    peer can end in std::terminate (SIGABRT), which torchrun reports as a failed run."""
+    if not dist.is_initialized():
+        return
+    try:
+        if dist.get_backend() == "gloo":
+            dist.monitored_barrier(timeout=timedelta(seconds=120))
+        else:
+            dist.barrier()
+    except RuntimeError:  # a peer is gone: nothing left to wait for
+        pass
+    finally:
+        dist.destroy_process_group()
 
 
 def shard(items: Sequence[T], world: World, quirk: bool = False) -> list[T]:

@@ -194,8 +194,7 @@ def load_model(checkpoint_dir: Path, device: str | None = None, dtype: torch.dty
         with _quiet():
             model = AutoModelForCausalLM.from_pretrained(checkpoint_dir, dtype=dtype)
     except (OSError, ValueError, KeyError) as error:
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise HarnessError(f"{checkpoint_dir}: cannot load the checkpoint ({first})") from None
+        raise HarnessError(f"{checkpoint_dir}: cannot load the checkpoint ({first_line(error)})") from None
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model.to(dev).eval(), tokenizer

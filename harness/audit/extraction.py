@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from harness.audit.common import answer_tokens, check_checkpoint, load_model, reference_dirs, reference_memo
+from harness.audit.common import answer_tokens, attacked_models, check_checkpoint, load_model, reference_memo
 from tasks.data import read_rows
 from tasks.spec import TaskSpec
 
@@ -122,10 +122,9 @@ def run_extraction(
     checkpoint_dir = check_checkpoint(checkpoint_dir)
     rows = [r for r in read_rows(task.eval_forget) if r.kind in ("sc", "qa")]
     result = ExtractionResult()
-    for name, path in {"checkpoint": checkpoint_dir, **reference_dirs(task)}.items():
-        if path is None:
-            result.notes.append(f"task {task.name!r} has no {name} model: its extraction is not measured")
-            continue
+    for name, path in attacked_models(
+        checkpoint_dir, task, True, result.notes, "its extraction is not measured"
+    ):
 
         def attack(path: Path = path) -> dict:
             model, tokenizer = load_model(path, device=device)

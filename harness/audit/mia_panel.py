@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from harness.audit.common import check_checkpoint, load_model, reference_dirs, reference_memo
+from harness.audit.common import attacked_models, check_checkpoint, load_model, reference_memo
 from harness.scoring import compute_auc
 from tasks.data import read_mia
 from tasks.spec import TaskSpec
@@ -134,12 +134,8 @@ def run_mia_panel(
     members, nonmembers = read_mia(task.mia_member), read_mia(task.mia_nonmember)
     texts = [d.document for d in members] + [d.document for d in nonmembers]
     result.members, result.nonmembers = len(members), len(nonmembers)
-    refs = reference_dirs(task)
     stats: dict[str, list[DocumentStats]] = {}
-    for model_name, path in {"checkpoint": checkpoint_dir, **refs}.items():
-        if path is None:
-            result.notes.append(f"task {task.name!r} has no {model_name} model: not in the panel")
-            continue
+    for model_name, path in attacked_models(checkpoint_dir, task, True, result.notes, "not in the panel"):
 
         def attack(path: Path = path) -> dict:
             model, tokenizer = load_model(path, device=device)

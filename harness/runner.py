@@ -36,6 +36,7 @@ from harness.manifest import Manifest, environment, task_summary, write_manifest
 from leaderboard.record import RunRecord, score_fields
 from leaderboard.status import SCORED, Status
 from tasks.spec import TaskSpec
+from tasks.tiny.build import default_cache_root
 
 #: status -> what it means (the CLI prints it under a failed run)
 STATUSES = {status.value: status.description for status in Status}
@@ -111,17 +112,10 @@ def _check_params(report: contract.ContractReport, params: dict[str, Any]) -> No
             )
 
 
-def _harness_cache() -> Path:
-    """The root of the harness's caches (tiny worlds, evaluations): never in a child's view."""
-    import platformdirs
-
-    return Path(os.environ.get("UNLEARN_HARNESS_CACHE") or platformdirs.user_cache_dir("unlearn-harness"))
-
-
 def _hidden_paths(task: TaskSpec, results_root: Path) -> list[Path]:
     """What no child may see. Isolation keeps all of it out of the view by construction; the list masks
     what an odd layout puts inside a bound tree, and is the audit hook's only guide when unisolated."""
-    hidden = sandbox.task_paths(task) + [Path(results_root).resolve(), _harness_cache().resolve()]
+    hidden = sandbox.task_paths(task) + [Path(results_root).resolve(), default_cache_root().resolve()]
     return hidden + [Path.home().resolve()]
 
 

@@ -24,19 +24,18 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-import platformdirs
 import torch
 import transformers
 
 import harness
+from tasks.tiny.build import default_cache_root
 
 _CHUNK = 1 << 20
 
 
 def cache_root() -> Path:
     """<UNLEARN_HARNESS_CACHE or the platform user cache>/eval."""
-    base = os.environ.get("UNLEARN_HARNESS_CACHE") or platformdirs.user_cache_dir("unlearn-harness")
-    return Path(base) / "eval"
+    return default_cache_root() / "eval"
 
 
 def _hash_file(path: Path, digest: hashlib._Hash) -> None:

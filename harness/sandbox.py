@@ -82,8 +82,7 @@ class StagedRun:
     home_dir: Path
     control_dir: Path  # spec.json (read-only in the sandbox) and results/ (writable)
     submission: Path  # the staged copy of the submission file (with its sibling modules)
-    #: the task's model directory, bound read-only at model_dir when isolated (else copied there)
-    model_source: Path
+    #: the task's model was copied to model_dir (unisolated); else model_binds show it there
     model_copied: bool
     #: (source, destination) of every model file in the view: the task's own files where the sandbox uid
     #: can read them, private copies of those it cannot
@@ -115,7 +114,6 @@ class SandboxResult:
     warnings: list[str] = field(default_factory=list)
     #: the longest pause of the harness while the child ran (a sign that the budget was not enforced)
     stalled_s: float = 0.0
-    memory_cgroup: bool = False
     #: the kernel settings the child ran under (tasks.determinism; empty on GPUs)
     kernels: dict[str, str] = field(default_factory=dict)
 
@@ -254,7 +252,6 @@ def stage(
         home_dir=home,
         control_dir=control,
         submission=staged_submission,
-        model_source=source,
         model_copied=copied,
         model_binds=tuple(binds),
     )
@@ -337,10 +334,12 @@ def _shared_memory_bytes(proc: psutil.Process, seen: set[tuple[int, int]]) -> in
 class _Monitor(threading.Thread):
     """Polls the child's process tree: peak memory (RSS and shared-memory files), every pid seen, the cap."""
 
-    def __init__(self, root: psutil.Process, memory_cap_mb: float | None) -> None:
+    def __init__(self, root: psutil.Process, memory_cap_mb: float | None, shared: bool = True) -> None:
         super().__init__(daemon=True)
         self.root = root
         self.cap = memory_cap_mb
+        #: also count memfd and /dev/shm files (a walk of every open fd: only where no cgroup counts them)
+        self.shared = shared
         self.peak_mb = 0.0
         self.seen: dict[int, psutil.Process] = {}
         self.over_cap = threading.Event()
@@ -359,7 +358,8 @@ class _Monitor(threading.Thread):
             for proc in self.tree():
                 self.seen.setdefault(proc.pid, proc)
                 try:
-                    total += proc.memory_info().rss + _shared_memory_bytes(proc, shared)
+                    total += proc.memory_info().rss
+                    total += _shared_memory_bytes(proc, shared) if self.shared else 0
                 except psutil.Error:
                     continue
             self.peak_mb = max(self.peak_mb, total / 2**20)
@@ -518,7 +518,7 @@ def run(
     stdout_path, stderr_path = log_dir / "stdout.log", log_dir / "stderr.log"
     result = SandboxResult(
         returncode=None, wall_s=0.0, isolation=isolation, command=command, warnings=warnings,
-        stdout_path=stdout_path, stderr_path=stderr_path, memory_cgroup=group is not None,
+        stdout_path=stdout_path, stderr_path=stderr_path,
     )  # fmt: skip
     echo = (lambda name: lambda chunk: on_output(name, chunk)) if on_output else (lambda name: None)  # noqa: E731
     out_fd, out_log = capture(stdout_path, on_chunk=echo("stdout"))
@@ -536,7 +536,7 @@ def run(
     finally:
         os.close(out_fd)
         os.close(err_fd)
-    monitor = _Monitor(psutil.Process(child.pid), memory_cap_mb)
+    monitor = _Monitor(psutil.Process(child.pid), memory_cap_mb, shared=group is None)
     monitor.start()
     try:
         _watch(child, monitor, result, budget_s)

@@ -92,7 +92,7 @@ def test_task_paths_and_the_view(mini_task, tmp_path):  # noqa: F811
     staged = sandbox.StagedRun(
         workdir=tmp_path, model_dir=tmp_path / "model", forget_dir=tmp_path / "forget", retain_dir=tmp_path / "retain",
         out_dir=tmp_path / "out", home_dir=tmp_path / "home", control_dir=tmp_path / "control",
-        submission=tmp_path / "code" / "s.py", model_source=Path(mini_task.model_dir), model_copied=False,
+        submission=tmp_path / "code" / "s.py", model_copied=False,
         model_binds=((Path(mini_task.model_dir) / "config.json", tmp_path / "model" / "config.json"),),
     )  # fmt: skip
     view = sandbox.view_of(staged, tmp_path / "control" / "spec.json", [*paths, Path.home()], None)

@@ -3,7 +3,7 @@
 The cgroup holds the child's whole process tree (it is entered before the child's first instruction),
 so its charge counts what RSS polling cannot see: memfd and shared-memory pages, tmpfs files, kernel
 memory of the tree. With a cap, `memory.max` (v2) or `memory.limit_in_bytes` (v1) makes the kernel's
-OOM killer end the run at the cap; the peak is read back; at the end every process still in it is
+OOM killer end the run at the cap; at the end every process still in it is
 killed, whatever it did to leave its process group. Where no cgroup can be made, `create` returns None
 and the sandbox polls the tree instead.
 """
@@ -51,12 +51,6 @@ class RunCgroup:
     def enter(self) -> None:
         """Move the calling process in (meant for Popen's preexec_fn: the child, before its exec)."""
         (self.path / "cgroup.procs").write_text(str(os.getpid()))
-
-    def peak_mb(self) -> float | None:
-        try:
-            return int(self._file("memory.max_usage_in_bytes", "memory.peak").read_text()) / 2**20
-        except (OSError, ValueError):
-            return None
 
     def oom_killed(self) -> bool:
         name = "memory.oom_control" if self.version == 1 else "memory.events"

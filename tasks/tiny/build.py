@@ -325,10 +325,13 @@ def canonical_differences(build: TinyBuild) -> list[str] | None:
     if pinned is None:
         return None
     parts = ("model", "data", "gold") if (build.root / "gold").is_dir() else ("model", "data")
-    actual = file_hashes(build.root, parts)
-    return sorted(
-        name for name in _canonical_files(build.root, parts) if actual.get(name) != pinned.get(name)
-    )
+    return _differences(build.root, parts, pinned)
+
+
+def _differences(root: Path, parts: tuple[str, ...], pinned: dict[str, str]) -> list[str]:
+    """The files of `_canonical_files` under ``root`` whose sha256 is not the pinned one (or that are missing)."""
+    actual = file_hashes(root, parts)
+    return sorted(name for name in _canonical_files(root, parts) if actual.get(name) != pinned.get(name))
 
 
 def _check_canonical(root: Path, paths: TinyBuild, parts: tuple[str, ...]) -> dict[str, object]:
@@ -336,8 +339,7 @@ def _check_canonical(root: Path, paths: TinyBuild, parts: tuple[str, ...]) -> di
     pinned = pinned_hashes(paths.seed, paths.size)
     if pinned is None:
         return {"pinned": False}
-    actual = file_hashes(root, parts)
-    differs = sorted(name for name in _canonical_files(root, parts) if actual.get(name) != pinned.get(name))
+    differs = _differences(root, parts, pinned)
     if differs:
         print(
             f"tiny world: warning: {paths.root.name} differs from the canonical world in {', '.join(differs)}"

@@ -132,20 +132,20 @@ def explain(record, target_final: float | None = None) -> list[str]:
     return lines
 
 
-def _target_final(result: RunResult) -> float | None:
+def _target_final(result: RunResult, results_root: Path) -> float | None:
     from leaderboard.store import Store, default_db
 
     try:
-        root = Path(result.record.run_dir).parents[1]
-        rows = Store(default_db(root)).records(task=result.record.task)
+        rows = Store(default_db(results_root)).records(task=result.record.task)
     except Exception:  # noqa: BLE001 - only an explanation
         return None
     finals = [r.final_score for r in rows if r.role == "reference-target" and r.final_score is not None]
     return finals[-1] if finals else None
 
 
-def _print_result(result: RunResult, console: Console, *, kept: bool = True) -> None:
-    """The run's summary; `kept` False: its run directory is gone (check's dry run), so it is not shown."""
+def _print_result(result: RunResult, console: Console, *, results_root: Path | None = None) -> None:
+    """The run's summary; without `results_root` (check's dry run) there is no run directory to show and no
+    board to compare with."""
     colour = (
         "green" if result.status == Status.OK else "yellow" if result.status == Status.SALVAGED else "red"
     )
@@ -154,7 +154,7 @@ def _print_result(result: RunResult, console: Console, *, kept: bool = True) -> 
     table.add_column(overflow="fold")  # never cut a run id or a path with an ellipsis (pipes, CI logs)
     # the message, warnings and log tail carry text from the submission: never read as markup
     table.add_row("status", f"[bold {colour}]{result.status}[/]  {escape(result.message)}")
-    if kept:
+    if results_root is not None:
         table.add_row("run dir", escape(str(result.run_dir)))
     record = result.record
     for key in HEADLINES:
@@ -182,7 +182,7 @@ def _print_result(result: RunResult, console: Console, *, kept: bool = True) -> 
     table.add_row("timings", ", ".join(f"{k} {v:.2f} s" for k, v in record.timings.items()))
     console.print(table)
     if result.ok and record.final_score is not None:
-        for line in explain(record, _target_final(result) if kept else None):
+        for line in explain(record, _target_final(result, results_root) if results_root else None):
             console.print(f"[cyan]why:[/] {escape(line)}", highlight=False, soft_wrap=True)
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
@@ -256,7 +256,7 @@ def check(
             out["dry_run"] = result.to_json()
             out["dry_run"].pop("run_dir", None)  # a temporary folder, deleted below
             if not as_json:
-                _print_result(result, Console(highlight=False), kept=False)
+                _print_result(result, Console(highlight=False))
         ok = result.status == "OK"
     out["ok"] = ok
     if as_json:
@@ -339,7 +339,7 @@ def run_command(
         if as_json:
             click.echo(json.dumps(result.to_json(), default=str))
         else:
-            _print_result(result, Console(highlight=False))
+            _print_result(result, Console(highlight=False), results_root=options["results_root"])
         sys.exit(0 if result.ok else 1)
     group_id, results_ = run_group(submission, _worlds(task_name, worlds), run_seeds or [0], **options)
     if as_json:
@@ -349,7 +349,7 @@ def run_command(
         for result in results_:
             world = f"world {result.record.world_seed}, " if result.record.world_seed is not None else ""
             console.rule(f"{world}seed {result.record.seed}")
-            _print_result(result, console)
+            _print_result(result, console, results_root=options["results_root"])
         scored = sum(r.ok for r in results_)
         console.print(
             f"group {group_id}: {scored} of {len(results_)} runs scored; `unlearn-harness board` shows their mean"

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import io
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import click
 from rich.console import Console
@@ -38,6 +39,7 @@ from leaderboard.stability import board_stability
 from leaderboard.store import Store, default_db
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
+T = TypeVar("T")
 
 
 @contextmanager
@@ -64,8 +66,10 @@ def _write(text: str, output: Path | None) -> None:
     click.echo(f"wrote {output}", err=True)
 
 
-def _plain(console: Console) -> str:
-    """What a recording console printed, as plain text without the padding to the console width."""
+def _table_text(render: Callable[[T, Console], None], value: T) -> str:
+    """What `render` prints for `value`, as plain text without the padding to the console width."""
+    console = Console(record=True, width=200, file=io.StringIO())
+    render(value, console)
     return "\n".join(line.rstrip() for line in console.export_text().splitlines()) + "\n"
 
 
@@ -131,9 +135,7 @@ def board(
             output = store.path.with_suffix(".html")
         text = boards_to_html(boards)
     elif fmt == "table":
-        console = Console(record=True, width=200, file=io.StringIO())
-        render_boards(boards, console)
-        text = _plain(console)
+        text = _table_text(render_boards, boards)
     else:
         text = {"markdown": boards_to_markdown, "csv": boards_to_csv, "json": boards_to_json}[fmt](boards)
     _write(text, output)
@@ -179,9 +181,7 @@ def compare(
         render_comparison(comparison, _console())
         return
     if fmt == "table":
-        console = Console(record=True, width=200, file=io.StringIO())
-        render_comparison(comparison, console)
-        text = _plain(console)
+        text = _table_text(render_comparison, comparison)
     else:
         text = comparison_to_json(comparison) if fmt == "json" else comparison_to_markdown(comparison)
     _write(text, output)
@@ -232,6 +232,4 @@ def stability(
     if output is None:
         render_stability(result, _console())
         return
-    console = Console(record=True, width=200, file=io.StringIO())
-    render_stability(result, console)
-    _write(_plain(console), output)
+    _write(_table_text(render_stability, result), output)

@@ -31,9 +31,6 @@ class Evaluator:
     max_new_tokens: int
     progress: Progress | None
 
-    #: whether this is the official one-row loop (the stages follow the official order when it is)
-    exact = False
-
     @property
     def pad(self) -> int:
         return self.tokenizer.eos_token_id
@@ -64,8 +61,6 @@ class Evaluator:
 @dataclass(frozen=True)
 class ExactEvaluator(Evaluator):
     """The official loops: ``model.generate``, ``model(ids, labels=...).loss`` and the last logits, one row each."""
-
-    exact = True
 
     def generate(
         self, label: str, prompts: Sequence[Sequence[int]], drafts: Sequence[Sequence[generation.Draft]] = ()

@@ -124,6 +124,7 @@ def board_stability(board: Board, *, n: int = 1000, seed: int = 0) -> Stability:
     v3 = np.array([row.value("final_score") for row in rows], dtype=np.float64)
     v1, v2 = _formula_means(groups, "v1"), _formula_means(groups, "v2")
     no_mia = _formula_means(groups, "v3", mia=False)
+    rank_v1, rank_v2, rank_no_mia = (None if m is None else _competition_ranks(m) for m in (v1, v2, no_mia))
     ranked = []
     for i, row in enumerate(rows):
         ranked.append(
@@ -136,11 +137,11 @@ def board_stability(board: Board, *, n: int = 1000, seed: int = 0) -> Stability:
                 final_score=float(v3[i]),
                 p_rank1=float(p_first[i]),
                 expected_rank=float(ranks[i].mean()),
-                rank_v1=None if v1 is None else int(_competition_ranks(v1)[i]),
-                rank_v2=None if v2 is None else int(_competition_ranks(v2)[i]),
-                rank_without_mia=None if no_mia is None else int(_competition_ranks(no_mia)[i]),
+                rank_v1=None if rank_v1 is None else int(rank_v1[i]),
+                rank_v2=None if rank_v2 is None else int(rank_v2[i]),
+                rank_without_mia=None if rank_no_mia is None else int(rank_no_mia[i]),
             )
         )
-    changed = None if no_mia is None else int((_competition_ranks(no_mia) != _competition_ranks(v3)).sum())
+    changed = None if rank_no_mia is None else int((rank_no_mia != _competition_ranks(v3)).sum())
     note = "" if v1 is not None else "V1/V2 need every run's 12 terms, AUC and MMLU average"
     return Stability(board.task, tuple(ranked), n, seed, _tau(v3, v1), _tau(v3, v2), changed, note)

@@ -184,6 +184,11 @@ def _read_mmlu(folder: Path) -> tuple[dict[tuple[str, int], float] | None, float
     return None, None
 
 
+def has_row_scores(run_dir: Path | str | None) -> bool:
+    """Whether `run_dir` is set and holds the row_scores.csv that `load_run` needs."""
+    return bool(run_dir) and (Path(run_dir) / "row_scores.csv").is_file()
+
+
 def load_run(run_dir: Path | str) -> RunArtifacts:
     """Read the row-level artifacts of a scored run directory (row_scores.csv is required)."""
     run_dir = Path(run_dir)

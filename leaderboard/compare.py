@@ -12,9 +12,14 @@ is below 0, and "not distinguishable" otherwise (all four headline numbers are h
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-from leaderboard.bootstrap import Interval, PairedBootstrap, bootstrap_group_pair, bootstrap_pair
+from leaderboard.bootstrap import (
+    Interval,
+    PairedBootstrap,
+    bootstrap_group_pair,
+    bootstrap_pair,
+    has_row_scores,
+)
 from leaderboard.errors import BoardError
 from leaderboard.groups import SeedGroup, Unit, group_records
 from leaderboard.ranking import is_failed
@@ -154,9 +159,7 @@ def compare_groups(
     paired: PairedBootstrap | None = None
     note = ""
     everyone = [*a.records, *b.records]
-    missing = [
-        r.run_id for r in everyone if not r.run_dir or not (Path(r.run_dir) / "row_scores.csv").is_file()
-    ]
+    missing = [r.run_id for r in everyone if not has_row_scores(r.run_dir)]
     if missing:
         note = f"no intervals: the row-level artifacts of run {', '.join(dict.fromkeys(missing))} are not on disk"
     elif by_seed:

@@ -15,9 +15,8 @@ import math
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 
-from leaderboard.bootstrap import Interval, bootstrap_group
+from leaderboard.bootstrap import Interval, bootstrap_group, has_row_scores
 from leaderboard.errors import BoardError
 from leaderboard.record import HEADLINES, RunRecord
 
@@ -104,9 +103,7 @@ def with_intervals(group: SeedGroup, *, n: int = 1000, seed: int = 0) -> SeedGro
     if group.size == 1:
         stored = dict(group.first.intervals)
         return replace(group, intervals=stored, row_intervals=stored)
-    missing = [
-        r.run_id for r in group.records if not r.run_dir or not (Path(r.run_dir) / "row_scores.csv").is_file()
-    ]
+    missing = [r.run_id for r in group.records if not has_row_scores(r.run_dir)]
     if missing:
         return replace(
             group, note=f"no intervals: the row-level artifacts of run {', '.join(missing)} are not on disk"

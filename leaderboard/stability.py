@@ -13,11 +13,10 @@ scipy) compares the point rankings: V3 (the board's) against the V1 and V2 formu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from leaderboard.bootstrap import load_run, over_seeds, resample_runs, seed_weights
+from leaderboard.bootstrap import has_row_scores, load_run, over_seeds, resample_runs, seed_weights
 from leaderboard.errors import BoardError
 from leaderboard.formulas import final_score
 from leaderboard.groups import SeedGroup
@@ -63,7 +62,7 @@ def _resampled_finals(groups: list[SeedGroup], n: int, seed: int) -> np.ndarray:
     """(groups, n) mean final score of each group in each two-level resample."""
     records = [r for g in groups for r in g.records]
     for record in records:
-        if not record.run_dir or not (Path(record.run_dir) / "row_scores.csv").is_file():
+        if not has_row_scores(record.run_dir):
             raise BoardError(
                 f"run {record.run_id}: its row-level artifacts are not on disk ({record.run_dir or 'no run directory'})"
             )

@@ -24,6 +24,7 @@ from leaderboard.compare import compare_selected
 from leaderboard.errors import BoardError
 from leaderboard.html import boards_to_html
 from leaderboard.ranking import rank_all, rank_board
+from leaderboard.record import RunRecord
 from leaderboard.render import (
     boards_to_csv,
     boards_to_json,
@@ -80,6 +81,14 @@ def _store(db: Path | None) -> Store:
     return Store(path)
 
 
+def _check_task(store: Store, records: list[RunRecord], task: str) -> None:
+    """One clear error when no run of `task` is recorded, naming the tasks that have runs."""
+    known = sorted({r.task for r in records})
+    if task not in known:
+        shown = ", ".join(known) or "none"
+        raise HarnessError(f"{store.path}: no runs recorded for task {task!r} (tasks with runs: {shown})")
+
+
 @cli.group(invoke_without_command=True)
 @click.option(
     "--task", "task", metavar="NAME", help="Only this task's board (default: every task with runs)."
@@ -120,9 +129,8 @@ def board(
     with _user_errors():
         store = _store(db)
         records = store.records()
-        if task is not None and not any(r.task == task for r in records):
-            known = ", ".join(sorted({r.task for r in records})) or "none"
-            raise HarnessError(f"{store.path}: no runs recorded for task {task!r} (tasks with runs: {known})")
+        if task is not None:
+            _check_task(store, records, task)
         boards = rank_all(records, task=task, all_runs=all_runs)
     if not boards and fmt == "table":
         click.echo(f"No runs recorded in {store.path} yet.")
@@ -221,9 +229,7 @@ def stability(
                 shown = ", ".join(known) or "none"
                 raise HarnessError(f"{store.path}: pass --task (tasks with runs: {shown})")
             task = known[0]
-        if task not in known:
-            shown = ", ".join(known) or "none"
-            raise HarnessError(f"{store.path}: no runs recorded for task {task!r} (tasks with runs: {shown})")
+        _check_task(store, records, task)
         board_rows = rank_board(records, task, intervals=False)
         result = board_stability(board_rows, n=resamples, seed=seed)
     if as_json:

@@ -127,7 +127,7 @@ def row_to_dict(row: BoardRow, board: Board) -> dict[str, Any]:
         "robust_forget": record.robust_forget,
         "intervals": {key: list(value) for key, value in group.intervals.items()},
         "row_intervals": {key: list(value) for key, value in group.row_intervals.items()},
-        "terms": list(group.terms() or ()) if group.terms() is not None else None,
+        "terms": None if (terms := group.terms()) is None else list(terms),
         "per_seed": [_seed_dict(r) for r in group.records],
         "budget_used_s": record.budget_used_s,
         "run_dir": record.run_dir,

@@ -30,7 +30,6 @@ from leaderboard.groups import SeedGroup, group_records, with_intervals
 from leaderboard.record import RunRecord
 from leaderboard.status import SCORED, Status
 
-SCORED_STATUSES = SCORED  # leaderboard.status: the one taxonomy
 REFERENCE_LABELS = {
     "reference-target": "reference: target (did nothing)",
     "reference-gold": "reference: gold (retain only)",
@@ -86,11 +85,7 @@ class Board:
 
 def is_failed(record: RunRecord) -> bool:
     """Not rankable: a failure status, or no finite final score."""
-    return (
-        record.status not in SCORED_STATUSES
-        or record.final_score is None
-        or not math.isfinite(record.final_score)
-    )
+    return record.status not in SCORED or record.final_score is None or not math.isfinite(record.final_score)
 
 
 def _final(group: SeedGroup) -> float:
@@ -132,7 +127,7 @@ def _flags(group: SeedGroup) -> list[str]:
 
 
 def _failure(record: RunRecord) -> str:
-    return f"failed: {record.status}" if record.status not in SCORED_STATUSES else "failed: not scored"
+    return f"failed: {record.status}" if record.status not in SCORED else "failed: not scored"
 
 
 def _best(groups: Iterable[SeedGroup], all_runs: bool) -> dict[tuple[str, str, str], list[SeedGroup]]:

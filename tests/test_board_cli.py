@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
+import stat
 import statistics
 import struct
 import subprocess
@@ -298,3 +300,28 @@ def test_stability_command(seeds_db: Path, capsys, demo_db: Path) -> None:
     )
     assert code == 0, err  # a board of single runs: the two levels are the rows only
     assert [v["seeds"] for v in json.loads(out)["variants"]] == [1, 1, 1, 1]
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_written_boards_respect_the_umask(demo_db: Path, capsys, tmp_path: Path, umask: int) -> None:
+    """The HTML page (default place and --output) and any --output file get 0666 & ~umask: 0644 under 022,
+    0600 under 077, also when they replace an older file of another mode."""
+    old = tmp_path / "old.html"
+    old.write_text("old")
+    old.chmod(0o640)
+    default_page = demo_db.with_suffix(".html")
+    default_page.unlink(missing_ok=True)
+    previous = os.umask(umask)
+    try:
+        for args in (
+            ["--format", "html"],
+            ["--format", "html", "--output", str(old)],
+            ["--format", "csv", "--output", str(tmp_path / "board.csv")],
+        ):
+            code, _, err = run_cli(capsys, "board", "--db", str(demo_db), *args)
+            assert code == 0, err
+    finally:
+        os.umask(previous)
+    for path in (default_page, old, tmp_path / "board.csv"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
+    assert old.read_text().startswith("<!DOCTYPE html>")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -109,3 +111,22 @@ def test_packed_dry_run_gives_the_same_checkpoint(mini_task, tmp_path, capsys): 
     assert original.status == again.status == "OK", again.message + again.log_tail
     assert again.checkpoint.sha256 == original.checkpoint.sha256
     assert not (again.run_dir / "work" / "submission" / "_fixture_io.py").exists()  # nothing but the one file
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_packed_file_respects_the_umask(tmp_path, umask):
+    """The packed file gets 0666 & ~umask (0644 / 0600), like any file the user's shell creates; an existing
+    file is replaced by one with the umask's mode, not kept at its old one."""
+    write(tmp_path, "entry.py", "import helper\n\ndef unlearn(m, o, f, r):\n    pass\n")
+    write(tmp_path, "helper.py", "X = 1\n")
+    out = tmp_path / "dist" / "entry.py"
+    out.parent.mkdir()
+    out.write_text("old\n")
+    out.chmod(0o640)
+    previous = os.umask(umask)
+    try:
+        pack(tmp_path / "entry.py", out)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
+    assert "X = 1" in out.read_text()  # the new, packed contents (helper embedded)

@@ -3,6 +3,7 @@
 ``unlearn-harness score --generations DIR`` is the official "compute metrics only" mode over an
 official scorer output directory; ``unlearn-harness score CHECKPOINT --task NAME`` first runs the
 official inference (harness.inference.evaluate) into a run directory, then scores it the same way.
+CHECKPOINT (or ``--model``) may be a Hugging Face hub id; the scored-data flags replace the task's files.
 """
 
 from __future__ import annotations
@@ -16,19 +17,22 @@ import click
 from rich.console import Console
 
 from harness.cli._group import cli
+from harness.cli.tasks import PATH_FLAGS, SCORED_FIELDS, resolve_path, task_from_flags, task_path_options
 from harness.errors import HarnessError
 from harness.scoring import VERSIONS, Scores, score_directory
 from harness.scoring.report import render_scores
 
 
-def _default_run_dir(checkpoint: Path, task: str) -> Path:
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{checkpoint.resolve().name}-{task}")
+def _default_run_dir(checkpoint: str, task: str) -> Path:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{checkpoint}-{task}")
     return Path("runs") / "scores" / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def _evaluate_checkpoint(
-    checkpoint: Path,
+    checkpoint: str,
+    flag: str,
     task_name: str,
+    paths: dict[str, str | None],
     run_dir: Path | None,
     *,
     exact: bool,
@@ -40,14 +44,15 @@ def _evaluate_checkpoint(
     progress: bool,
 ) -> tuple[Scores, Path]:
     from harness.inference import evaluate
-    from tasks.registry import get_task
+    from tasks.registry import describe_task
 
-    if not checkpoint.is_dir():
-        raise HarnessError(f"{checkpoint}: checkpoint directory not found")
-    task = get_task(task_name)
-    run_dir = run_dir or _default_run_dir(checkpoint, task_name)
+    describe_task(task_name)  # an unknown task fails before a model is fetched
+    folder = resolve_path("model_dir", checkpoint, flag=flag)
+    task = task_from_flags(task_name, paths, runnable=False)
+    name = checkpoint if not Path(checkpoint).expanduser().exists() else folder.name  # a hub id names the run
+    run_dir = run_dir or _default_run_dir(name, task_name)
     result = evaluate(
-        checkpoint,
+        folder,
         task,
         run_dir,
         exact=exact,
@@ -63,7 +68,12 @@ def _evaluate_checkpoint(
 
 # `score` stays whole (66 lines): one click command, its two modes (checkpoint, generations) side by side.
 @cli.command()
-@click.argument("checkpoint", required=False, type=click.Path(path_type=Path))
+@click.argument("checkpoint", required=False)
+@click.option(
+    "--model",
+    metavar="PATH_OR_HUB_ID",
+    help="The model to score: CHECKPOINT by another name (a local folder or a Hugging Face hub id).",
+)
 @click.option(
     "--generations",
     type=click.Path(path_type=Path),
@@ -103,10 +113,12 @@ def _evaluate_checkpoint(
 @click.option("--device", help="Checkpoint mode: cpu, cuda, cuda:1 ... [default: cuda when available].")
 @click.option("--dtype", help="Checkpoint mode: bfloat16, float16 or float32 [default: the task's].")
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Checkpoint mode: where the artifacts go.")
+@task_path_options(*SCORED_FIELDS)
 @click.option("--no-write", is_flag=True, help="Generations mode: do not write the results into DIR.")
 @click.option("--json", "as_json", is_flag=True, help="Print the official results object as JSON on stdout.")
 def score(
-    checkpoint: Path | None,
+    checkpoint: str | None,
+    model: str | None,
     generations: Path | None,
     mmlu_metrics: Path | None,
     task_name: str | None,
@@ -121,6 +133,7 @@ def score(
     run_dir: Path | None,
     no_write: bool,
     as_json: bool,
+    **paths: str | None,
 ) -> None:
     """Compute the official scores of generations (--generations DIR) or of a CHECKPOINT on --task.
 
@@ -128,11 +141,17 @@ def score(
     unlearn-harness score --generations runs/x/          # the official "compute metrics only" mode
     unlearn-harness score out/checkpoint --task tiny     # run the official inference, then score
     """
+    if checkpoint is not None and model is not None:
+        raise HarnessError("CHECKPOINT and --model name the model to score: give one of them")
+    flag = "--model" if model is not None else "CHECKPOINT"
+    checkpoint = checkpoint if model is None else model
     if (checkpoint is None) == (generations is None):
         raise HarnessError("give exactly one of CHECKPOINT or --generations DIR")
     if generations is not None:
         if task_name is not None:
             raise HarnessError("--task goes with CHECKPOINT, not with --generations")
+        if given := [PATH_FLAGS[field] for field, value in paths.items() if value is not None]:
+            raise HarnessError(f"{given[0]} goes with CHECKPOINT --task, not with --generations")
         scores = score_directory(
             generations,
             mmlu_metrics=mmlu_metrics,
@@ -148,7 +167,9 @@ def score(
             raise HarnessError("--mmlu goes with --generations; a checkpoint's MMLU is evaluated on the task")
         scores, where = _evaluate_checkpoint(
             checkpoint,
+            flag,
             task_name,
+            paths,
             run_dir,
             exact=exact,
             batch_size=batch_size,

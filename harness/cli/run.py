@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.cli._group import cli
+from harness.cli.tasks import PATH_FLAGS, task_from_flags, task_path_options
 from harness.contract import check_submission
 from harness.errors import HarnessError
 from harness.pack import pack as pack_submission
@@ -56,11 +57,15 @@ def parse_seeds(option: str, text: str | None) -> list[int] | None:
     return seeds
 
 
-def _worlds(task_name: str, world_seeds: list[int] | None) -> list:
+def _worlds(task_name: str, world_seeds: list[int] | None, paths: dict[str, str | None]) -> list:
     if world_seeds is None:
-        return [_task(task_name)]
+        return [_task(task_name, paths)]
     if task_name != "tiny":
         raise HarnessError("--world-seeds varies the tiny world only (--task tiny)")
+    if given := [PATH_FLAGS[field] for field, value in paths.items() if value is not None]:
+        raise HarnessError(
+            f"--world-seeds builds each world's own model and data; it cannot go with {given[0]}"
+        )
     from tasks.registry import get_task
 
     return [get_task("tiny", {"seed": str(w)}) for w in world_seeds]  # every world built before any run
@@ -94,10 +99,8 @@ def _results_root(results: Path | None) -> Path:
     return results or Path(os.environ.get("UNLEARN_HARNESS_RESULTS") or "runs")
 
 
-def _task(name: str):
-    from tasks.registry import get_task
-
-    return get_task(name)
+def _task(name: str, paths: dict[str, str | None] | None = None):
+    return task_from_flags(name, paths or {})
 
 
 def _stderr() -> Console:
@@ -224,10 +227,11 @@ memory_option = click.option(
 @budget_option
 @set_option
 @isolation_option
+@task_path_options()
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as one JSON object.")
 def check(
     submission: Path, task_name: str, static_only: bool, budget: float | None, sets: tuple[str, ...],
-    isolation: str, as_json: bool,
+    isolation: str, as_json: bool, **paths: str | None,
 ) -> None:  # fmt: skip
     """Check SUBMISSION statically (entry point, signature, imports), then dry-run it on a task.
 
@@ -247,7 +251,7 @@ def check(
             )
     ok = report.ok
     if ok and not static_only:
-        task = _task(task_name)
+        task = _task(task_name, paths)
         with tempfile.TemporaryDirectory(prefix="unlearn-harness-check-") as tmp:
             result = run_submission(
                 submission, task, budget_s=budget, params=parse_set(sets), results_root=Path(tmp), record=False,
@@ -315,12 +319,13 @@ def check(
 @click.option(
     "--quiet", is_flag=True, help="Do not show the submission's output while it runs (it is logged)."
 )
+@task_path_options()
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as one JSON object.")
 def run_command(
     submission: Path, task_name: str, budget: float | None, sets: tuple[str, ...], variant: str | None,
     processes: int, launcher: str, results: Path | None, no_record: bool, grace: float, isolation: str,
     memory_cap_mb: float | None, seeds: str | None, world_seeds: str | None, with_audit: bool, quiet: bool,
-    as_json: bool,
+    as_json: bool, **paths: str | None,
 ) -> None:  # fmt: skip
     """Run SUBMISSION on a task under its budget, validate and score the checkpoint, record the run.
 
@@ -335,13 +340,13 @@ def run_command(
         memory_cap_mb=memory_cap_mb, grace_s=grace, on_output=None if quiet or as_json else LiveOutput(), audit=with_audit,
     )  # fmt: skip
     if run_seeds is None and worlds is None:
-        result = run_submission(submission, _task(task_name), **options)
+        result = run_submission(submission, _task(task_name, paths), **options)
         if as_json:
             click.echo(json.dumps(result.to_json(), default=str))
         else:
             _print_result(result, Console(highlight=False), results_root=options["results_root"])
         sys.exit(0 if result.ok else 1)
-    group_id, results_ = run_group(submission, _worlds(task_name, worlds), run_seeds or [0], **options)
+    group_id, results_ = run_group(submission, _worlds(task_name, worlds, paths), run_seeds or [0], **options)
     if as_json:
         click.echo(json.dumps({"group_id": group_id, "runs": [r.to_json() for r in results_]}, default=str))
     else:

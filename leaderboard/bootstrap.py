@@ -24,7 +24,7 @@ import json
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,8 @@ from leaderboard.formulas import final_from_parts, harmonic_mean, mia_score
 from leaderboard.record import HEADLINES
 
 Interval = tuple[float, float]
+#: shares of resamples with a difference below 0, exactly 0 and above 0
+Shares = tuple[float, float, float]
 
 _SPLITS = ("forget", "retain")
 _KINDS = ("sc", "qa")
@@ -79,6 +81,10 @@ class PairedBootstrap:
     term_labels: tuple[str, ...]
     matched: dict[str, int]
     unmatched: int
+    #: per number, the shares of resamples with B - A below 0, exactly 0 and above 0 (they sum to 1)
+    shares: dict[str, Shares] = field(default_factory=dict)
+    #: per number, the share of resamples in which both A and B are exactly 0 (e.g. a zeroed harmonic mean)
+    both_zero: dict[str, float] = field(default_factory=dict)
 
 
 # -- reading the run directory ------------------------------------------------------------------------------
@@ -277,6 +283,19 @@ def _interval(samples: np.ndarray) -> Interval:
     return (float(low), float(high))
 
 
+def _paired(a: np.ndarray, b: np.ndarray, labels: tuple[str, ...], resampled: Resampled) -> PairedBootstrap:
+    """The paired result from per-key (n,) resampled values of A and of B (same resamples)."""
+    diffs, shares, both_zero = {}, {}, {}
+    for key in a:
+        diff = b[key] - a[key]
+        diffs[key] = _interval(diff)
+        shares[key] = (float(np.mean(diff < 0)), float(np.mean(diff == 0)), float(np.mean(diff > 0)))
+        both_zero[key] = float(np.mean((a[key] == 0) & (b[key] == 0)))
+    return PairedBootstrap(
+        diffs, labels, resampled.matched, resampled.unmatched, shares=shares, both_zero=both_zero
+    )
+
+
 @dataclass(frozen=True)
 class Resampled:
     """Resampled statistics of several runs, each (runs, n), rows shared by the runs of one world."""
@@ -395,8 +414,9 @@ def bootstrap_pair(
     if n < 1:
         raise BoardError(f"the number of bootstrap resamples must be at least 1, not {n}")
     both = resample_runs([load_run(run_dir_a), load_run(run_dir_b)], n=n, seed=seed)
-    diffs = {key: _interval(value[1] - value[0]) for key, value in both.stats.items()}
-    return PairedBootstrap(diffs, both.term_labels, both.matched, both.unmatched)
+    a = {key: value[0] for key, value in both.stats.items()}
+    b = {key: value[1] for key, value in both.stats.items()}
+    return _paired(a, b, both.term_labels, both)
 
 
 # -- seed groups: the second level ---------------------------------------------------------------------------
@@ -458,8 +478,7 @@ def bootstrap_group_pair(
     worlds = list(worlds) if worlds is not None else [None] * units
     resampled = resample_runs([load_run(d) for d in [*dirs_a, *dirs_b]], worlds * 2, n=n, seed=seed)
     weights = seed_weights(units, n, seed) if units > 1 else None
-    diffs = {
-        key: _interval(over_seeds(value[units:] - value[:units], weights))
-        for key, value in resampled.stats.items()
-    }
-    return PairedBootstrap(diffs, resampled.term_labels, resampled.matched, resampled.unmatched)
+    # mean(B) - mean(A) per resample = the mean over the drawn seeds of the per-seed differences (linear)
+    a = {key: over_seeds(value[:units], weights) for key, value in resampled.stats.items()}
+    b = {key: over_seeds(value[units:], weights) for key, value in resampled.stats.items()}
+    return _paired(a, b, resampled.term_labels, resampled)

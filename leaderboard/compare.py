@@ -6,7 +6,10 @@ have been run on the same (world seed, seed) units; each resample draws the same
 rows, and the difference is that of the two means over seeds (two-level, as the board's group intervals).
 
 The verdict of a headline number is "better" when the whole 95% interval of B - A is above 0, "worse" when it
-is below 0, and "not distinguishable" otherwise (all four headline numbers are higher-is-better).
+is below 0, and "not distinguishable" otherwise (all four headline numbers are higher-is-better). The interval
+is closed: one that reaches 0 only at a bound, e.g. [-0.688, 0], has B - A exactly 0 in at least 2.5% of the
+resamples (typically the harmonic mean's zero floor: a resample where a term of A falls to 0 makes both task
+aggregates 0), so B is not distinguishable from A at 95%; the line's note says so with the shares.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from leaderboard.bootstrap import (
     Interval,
     PairedBootstrap,
+    Shares,
     bootstrap_group_pair,
     bootstrap_pair,
     has_row_scores,
@@ -53,6 +57,17 @@ class CompareLine:
     interval: Interval | None
     #: better / worse / not distinguishable for headline numbers, None otherwise (or without an interval)
     verdict: str | None
+    #: why a "not distinguishable" interval touches 0 at a bound (see `verdict_note`); "" otherwise
+    note: str = ""
+    #: shares of resamples with B - A below 0, exactly 0, above 0 (None without intervals)
+    shares: Shares | None = None
+
+    @property
+    def verdict_text(self) -> str:
+        """The verdict with its note, as the table shows it."""
+        if not self.verdict:
+            return ""
+        return f"{self.verdict}: {self.note}" if self.note else self.verdict
 
 
 @dataclass(frozen=True)
@@ -92,6 +107,24 @@ def verdict(interval: Interval | None) -> str | None:
     if high < 0:
         return "worse"
     return "not distinguishable"
+
+
+def verdict_note(key: str, interval: Interval | None, shares: Shares | None, both_zero: float = 0.0) -> str:
+    """Why an interval with 0 as a bound is "not distinguishable": the share of resamples where B - A is
+    exactly 0 (at least the 2.5% a 95% interval leaves out on that side); "" for any other interval."""
+    if interval is None or shares is None or 0.0 not in interval:
+        return ""
+    below, tie, above = shares
+    if interval == (0.0, 0.0):
+        text = f"B - A = 0 in {tie:.1%} of resamples"
+    else:
+        other, sign = (below, "<") if interval[1] == 0.0 else (above, ">")
+        text = (
+            f"B - A = 0 in {tie:.1%} of resamples ({sign} 0 in {other:.1%}), so 0 is inside the 95% interval"
+        )
+    if key == "task_aggregate" and tie > 0 and both_zero >= tie:
+        text += "; there a term at 0 makes both harmonic means 0"
+    return text
 
 
 def _check_scored(records: list[RunRecord]) -> None:
@@ -178,11 +211,16 @@ def compare_groups(
 
 def _lines(a: SeedGroup, b: SeedGroup, paired: PairedBootstrap | None) -> tuple[CompareLine, ...]:
     diffs = paired.diffs if paired else {}
+    shares = paired.shares if paired else {}
+    both_zero = paired.both_zero if paired else {}
 
     def line(key: str, label: str, va: float | None, vb: float | None, judged: bool) -> CompareLine:
         diff = None if va is None or vb is None else float(vb) - float(va)
-        interval = diffs.get(key)
-        return CompareLine(key, label, va, vb, diff, interval, verdict(interval) if judged else None)
+        interval, share = diffs.get(key), shares.get(key)
+        if not judged:
+            return CompareLine(key, label, va, vb, diff, interval, None, shares=share)
+        note = verdict_note(key, interval, share, both_zero.get(key, 0.0))
+        return CompareLine(key, label, va, vb, diff, interval, verdict(interval), note, share)
 
     lines = [line(key, HEADLINE_LABELS[key], a.mean(key), b.mean(key), True) for key in HEADLINES]
     lines.append(line("auc", HEADLINE_LABELS["auc"], a.mean("auc"), b.mean("auc"), False))

@@ -192,7 +192,7 @@ def row_cells(row: BoardRow, board: Board, *, ranked: bool) -> list[str]:
         cells.append(str(row.group.size))
         cells += [fmt_headline(row, key) for key in HEADLINES]
         cells.append(", ".join(row_flags(row, board)))
-    cells.append(row_id(row)[:10])
+    cells.append(row_id(row))  # whole: `board compare` takes it (or a prefix the user chooses)
     return cells
 
 
@@ -236,6 +236,22 @@ def boards_to_markdown(boards: list[Board]) -> str:
 
 
 # -- terminal -----------------------------------------------------------------------------------------------
+def print_whole(console: Console, table: Table) -> None:
+    """Print `table` without cutting a cell. On a console that is not a terminal (a pipe, a CI log, a file)
+    the table is printed at its natural width, however narrow the console, so no id or path is folded onto
+    two lines or cut with '…'; on a terminal, long cells fold (every column has overflow="fold")."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    needed = console.measure(table, options=console.options.update_width(10_000)).maximum
+    saved = console.width
+    console.width = max(saved, needed)
+    try:
+        console.print(table)
+    finally:
+        console.width = saved
+
+
 def render_boards(boards: list[Board], console: Console) -> None:
     """Rich tables, one group per task."""
     for board in boards:
@@ -252,7 +268,7 @@ def render_boards(boards: list[Board], console: Console) -> None:
                 table.add_row(
                     *(Text(c) for c in row_cells(row, board, ranked=section == "ranked")), style=style
                 )
-            console.print(table)
+            print_whole(console, table)
         if not any(rows for _, rows in board_sections(board)):
             console.print(f"Task {board.task}: no runs recorded.")
         console.print(Text(legend(board), style="dim"), soft_wrap=True)
@@ -263,10 +279,24 @@ def render_boards(boards: list[Board], console: Console) -> None:
 def _compare_rows(comparison: Comparison) -> list[list[str]]:
     rows = []
     for line in comparison.lines:
-        interval = "—" if line.interval is None else f"[{line.interval[0]:+.3f}, {line.interval[1]:+.3f}]"
+        interval = (
+            "—"
+            if line.interval is None
+            else f"[{fmt_bound(line.interval[0])}, {fmt_bound(line.interval[1])}]"
+        )
         diff = "—" if line.diff is None else f"{line.diff:+.4f}"
-        rows.append([line.label, fmt(line.a, 4), fmt(line.b, 4), diff, interval, line.verdict or ""])
+        rows.append([line.label, fmt(line.a, 4), fmt(line.b, 4), diff, interval, line.verdict_text])
     return rows
+
+
+def fmt_bound(value: float) -> str:
+    """An interval bound of a difference: exactly 0 as "0", a bound that would round to ±0.000 with two
+    significant digits (so +0.0003 is never shown as +0.000 beside a verdict it contradicts)."""
+    if value == 0:
+        return "0"
+    if abs(value) < 0.0005:
+        return f"{value:+.1e}"
+    return f"{value:+.3f}"
 
 
 COMPARE_HEADERS = ["", "A", "B", "B - A", "95% interval (paired)", "Verdict for B"]
@@ -297,12 +327,14 @@ def render_comparison(comparison: Comparison, console: Console) -> None:
     title = f"Task {comparison.a.task}: B compared with A" + (" (seed groups)" if comparison.units else "")
     table = Table(title=title, title_justify="left")
     for header in COMPARE_HEADERS:
-        table.add_column(header, justify="left" if header in ("", "Verdict for B") else "right")
+        table.add_column(
+            header, justify="left" if header in ("", "Verdict for B") else "right", overflow="fold"
+        )
     styles = {"better": "green", "worse": "red"}
     for index, row in enumerate(_compare_rows(comparison)):
         line = comparison.lines[index]
         table.add_row(*row, style=styles.get(line.verdict or "", None), end_section=line.key == "auc")
-    console.print(table)
+    print_whole(console, table)
     console.print(Text(_compare_caption(comparison), style="dim"), soft_wrap=True)
 
 
@@ -338,6 +370,10 @@ def comparison_to_json(comparison: Comparison) -> str:
                 "diff": line.diff,
                 "interval": list(line.interval) if line.interval else None,
                 "verdict": line.verdict,
+                "verdict_note": line.note,
+                "shares": None
+                if line.shares is None
+                else dict(zip(("below_zero", "zero", "above_zero"), line.shares)),
             }
             for line in comparison.lines
         ],
@@ -368,7 +404,8 @@ def render_stability(result: Stability, console: Console) -> None:
     table = Table(title=f"Task {result.task}: ranking stability", title_justify="left")
     headers = ["#", "Submission", "Variant", "Seeds", "Final", "P(rank 1)", "Expected rank", "V1 #", "V2 #"]
     for header in [*headers, "# without MIA"]:
-        table.add_column(header, justify="left" if header in ("Submission", "Variant") else "right")
+        justify = "left" if header in ("Submission", "Variant") else "right"
+        table.add_column(header, justify=justify, overflow="fold")
     for row in result.rows:
         table.add_row(
             str(row.rank),
@@ -382,7 +419,7 @@ def render_stability(result: Stability, console: Console) -> None:
             _rank_or_dash(row.rank_v2),
             _rank_or_dash(row.rank_without_mia),
         )
-    console.print(table)
+    print_whole(console, table)
     tau = f"Kendall's tau of the V3 ranking with V1: {fmt(result.tau_v1)}, with V2: {fmt(result.tau_v2)}. "
     changed = "—" if result.changed_without_mia is None else str(result.changed_without_mia)
     caption = (

@@ -325,3 +325,50 @@ def test_written_boards_respect_the_umask(demo_db: Path, capsys, tmp_path: Path,
     for path in (default_page, old, tmp_path / "board.csv"):
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
     assert old.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_narrow_pipes_never_cut_ids(tmp_path: Path) -> None:
+    """In a pipe or CI log (stdout not a terminal, COLUMNS=40) the board, `compare` and `stability` tables
+    print whole: every id, submission and variant on one line, no '…'."""
+    from fabricate import constant_run, make_record
+
+    from leaderboard.bootstrap import bootstrap_run
+    from leaderboard.store import Store, default_db
+
+    store = Store(default_db(tmp_path))
+    long_ids = ["20261202T000000-a41f09d2c3e4b5a6", "20261202T000100-d15ea5e001f2e3d4"]
+    variant = "lr=0.0001,epochs=3,forget_weight=2.5,retain_weight=1.0"
+    for k, run_id in enumerate(long_ids):
+        run_dir = tmp_path / f"run{k}"
+        numbers = constant_run(run_dir, term=0.5 + 0.2 * k, mmlu=0.45)
+        store.add(
+            make_record(
+                run_id,
+                numbers,
+                run_dir,
+                minute=k,
+                submission_name="a_rather_long_submission_name",
+                variant=f"{variant},k={k}",
+                intervals=bootstrap_run(run_dir, n=50),  # "[low, high]" makes the table wider than 200
+            )
+        )
+    env = {**os.environ, "COLUMNS": "40", "TERM": "dumb"}
+
+    def piped(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "harness", *args, "--db", str(store.path)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    for out in (piped("board"), piped("board", "compare", long_ids[0][:20], long_ids[1][:20])):
+        assert "…" not in out and "..." not in out
+        lines = out.splitlines()
+        for text in (*long_ids, variant):
+            assert any(text in line for line in lines), (text, out)
+    out = piped("board", "stability", "--resamples", "20")
+    assert "…" not in out and any(variant in line for line in out.splitlines())

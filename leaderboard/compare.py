@@ -27,7 +27,7 @@ from leaderboard.bootstrap import (
 from leaderboard.errors import BoardError
 from leaderboard.groups import SeedGroup, Unit, group_records
 from leaderboard.ranking import is_failed
-from leaderboard.record import HEADLINES, RunRecord
+from leaderboard.record import HEADLINES, TERM_LABELS, RunRecord
 
 HEADLINE_LABELS = {
     "final_score": "final score",
@@ -37,12 +37,7 @@ HEADLINE_LABELS = {
     "auc": "MIA AUC",
 }
 #: the official term order (spec 2.6) for the three LUME tasks, used when a run's rows are not on disk
-OFFICIAL_TERM_LABELS = tuple(
-    f"{split} Task{task} {kind}"
-    for split in ("forget", "retain")
-    for task in (1, 2, 3)
-    for kind in ("regurgitation", "knowledge")
-)
+OFFICIAL_TERM_LABELS = TERM_LABELS
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,30 @@ SCORE_FIELDS = ("task_aggregate", "auc", "mia_score", "mmlu_average", "final_sco
 #: roles of a record: a submission's run, or one of the task's reference rows
 ROLES = ("entry", "reference-target", "reference-gold")
 
+#: the names of the 12 terms, in the official order of `aggregated-terms` (spec section 2.6: forget, then
+#: retain; Task1, Task2, Task3; regurgitation, then knowledge). A forget term is inverted: 1 - the mean score
+TERM_LABELS = tuple(
+    f"{split} Task{task} {kind}"
+    for split in ("forget", "retain")
+    for task in (1, 2, 3)
+    for kind in ("regurgitation", "knowledge")
+)
+
+
+def term_labels(count: int) -> tuple[str, ...]:
+    """The labels of `count` terms: `TERM_LABELS` for the official 12, else "term 1", "term 2", ..."""
+    return TERM_LABELS if count == len(TERM_LABELS) else tuple(f"term {i + 1}" for i in range(count))
+
+
+def labelled_terms(terms: tuple[float, ...] | list[float] | None) -> dict[str, float] | None:
+    """The terms as a mapping label -> value, in their order (None stays None)."""
+    return None if terms is None else dict(zip(term_labels(len(terms)), terms))
+
+
+def term_column(label: str) -> str:
+    """A term's CSV column: its label with underscores, e.g. forget_Task1_regurgitation."""
+    return label.replace(" ", "_")
+
 
 @dataclass(frozen=True)
 class RunRecord:

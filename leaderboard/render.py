@@ -14,7 +14,7 @@ from rich.text import Text
 
 from leaderboard.compare import Comparison
 from leaderboard.ranking import Board, BoardRow
-from leaderboard.record import HEADLINES, RunRecord
+from leaderboard.record import HEADLINES, TERM_LABELS, RunRecord, labelled_terms, term_column
 from leaderboard.stability import Stability
 
 HEADLINE_TITLES = {
@@ -95,6 +95,8 @@ def _seed_dict(record: RunRecord) -> dict[str, Any]:
         "status": record.status,
         **{key: getattr(record, key) for key in HEADLINES},
         "auc": record.auc,
+        "terms": None if record.terms is None else list(record.terms),
+        "terms_by_label": labelled_terms(record.terms),
         "run_dir": record.run_dir,
     }
 
@@ -128,6 +130,7 @@ def row_to_dict(row: BoardRow, board: Board) -> dict[str, Any]:
         "intervals": {key: list(value) for key, value in group.intervals.items()},
         "row_intervals": {key: list(value) for key, value in group.row_intervals.items()},
         "terms": None if (terms := group.terms()) is None else list(terms),
+        "terms_by_label": labelled_terms(terms),
         "per_seed": [_seed_dict(r) for r in group.records],
         "budget_used_s": record.budget_used_s,
         "run_dir": record.run_dir,
@@ -154,6 +157,7 @@ def boards_to_csv(boards: list[Board]) -> str:
     for key in (*HEADLINES, "auc"):
         columns += [key] + ([f"{key}_sd", f"{key}_low", f"{key}_high"] if key != "auc" else [])
     columns += ["eligible", "unchanged", "isolation", "robust_forget", "runs", "flags", "run_dir"]
+    columns += [term_column(label) for label in TERM_LABELS]  # empty for a task without the official 12
     out = io.StringIO()
     writer = csv.DictWriter(out, columns, lineterminator="\n")
     writer.writeheader()
@@ -167,6 +171,9 @@ def boards_to_csv(boards: list[Board]) -> str:
                     low, high = row.interval(key) or (None, None)
                     line[f"{key}_low"], line[f"{key}_high"] = low, high
                     line[f"{key}_sd"] = row.group.sd(key)
+                for label, value in (data["terms_by_label"] or {}).items():
+                    if label in TERM_LABELS:
+                        line[term_column(label)] = value
                 writer.writerow(line)
     return out.getvalue()
 

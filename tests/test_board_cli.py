@@ -95,6 +95,43 @@ def test_csv_and_markdown(demo_db: Path, capsys, tmp_path: Path) -> None:
     assert [p.name for p in target.parent.iterdir()] == ["board.md"]  # no temporary file left behind
 
 
+OFFICIAL_NAMES = [
+    f"{split} Task{task} {kind}"
+    for split in ("forget", "retain")
+    for task in (1, 2, 3)
+    for kind in ("regurgitation", "knowledge")
+]
+
+
+def test_csv_and_json_carry_the_12_terms_by_name(demo_db: Path, capsys) -> None:
+    """CSV: one column per term, named after the official term (forget_Task1_regurgitation, ...); JSON: `terms`
+    stays the list in the official order, `terms_by_label` maps each name to its value (rows and seeds)."""
+    from leaderboard.store import Store
+
+    stored = {r.run_id: r.terms for r in Store(demo_db).records()}
+    code, out, _ = run_cli(capsys, "board", "--db", str(demo_db), "--format", "csv")
+    assert code == 0
+    reader = csv.DictReader(io.StringIO(out))
+    columns = [name.replace(" ", "_") for name in OFFICIAL_NAMES]
+    assert reader.fieldnames[-12:] == columns
+    rows = list(reader)
+    for row in rows:
+        terms = stored[row["run_id"]]
+        if terms is None:  # the timed-out run: no terms, empty cells
+            assert row["section"] == "failed" and all(row[c] == "" for c in columns)
+        else:
+            assert [float(row[c]) for c in columns] == list(terms)
+    assert sum(stored[row["run_id"]] is not None for row in rows) == 7
+    code, out, _ = run_cli(capsys, "board", "--db", str(demo_db), "--json")
+    (board,) = json.loads(out)
+    for row in board["ranked"] + board["below_threshold"]:
+        assert list(row["terms_by_label"]) == OFFICIAL_NAMES
+        assert list(row["terms_by_label"].values()) == row["terms"] == list(stored[row["run_id"]])
+        (seed,) = row["per_seed"]
+        assert seed["terms_by_label"] == row["terms_by_label"]
+    assert board["failed"][0]["terms"] is None and board["failed"][0]["terms_by_label"] is None
+
+
 def test_unknown_task_and_bad_databases_end_in_one_line(demo_db: Path, capsys, tmp_path: Path) -> None:
     code, out, err = run_cli(capsys, "board", "--db", str(demo_db), "--task", "lume")
     assert (
@@ -244,6 +281,9 @@ def test_board_rows_are_seed_groups(seeds_db: Path, capsys) -> None:
     assert (
         rows["npo"]["sd"]["final_score"] is None and rows["npo"]["intervals"] == rows["npo"]["row_intervals"]
     )
+    steady = rows["steady"]  # a group's terms are the means of its seeds' terms, by name
+    for name, value in steady["terms_by_label"].items():
+        assert value == pytest.approx(statistics.mean(s["terms_by_label"][name] for s in steady["per_seed"]))
     code, out, _ = run_cli(capsys, "board", "--db", str(seeds_db))
     assert code == 0 and "±" in out and "Seeds 1: a single run" in out
 

@@ -228,6 +228,32 @@ def _console(progress: bool):
     return Console(stderr=True, quiet=not progress)
 
 
+def build_record(
+    task: TaskSpec,
+    *,
+    run_id: str,
+    created: datetime,
+    run_dir: Path,
+    submission_name: str,
+    status: Status,
+    message: str,
+    scores: Any,
+    timings: dict[str, float],
+    submission_sha256: str = "",
+    **fields: Any,
+) -> RunRecord:
+    """The leaderboard row of one run: a submission's (`_Run.record`) or a reference row's
+    (harness.reference). The fields every row derives the same way are filled here (task and world seed,
+    time, status, the official scores, rounded timings, run directory, harness version); ``fields`` are
+    the other `RunRecord` fields (variant, params, role, intervals, budget, isolation, seeds, ...)."""
+    return RunRecord(
+        run_id=run_id, created_at=created.isoformat(timespec="seconds"), task=task.name,
+        submission_name=submission_name, submission_sha256=submission_sha256, status=Status(status).value,
+        message=message, **score_fields(scores), timings={k: round(v, 3) for k, v in timings.items()},
+        run_dir=str(run_dir), harness_version=__version__, world_seed=_world_seed(task), **fields,
+    )  # fmt: skip
+
+
 class _Run:
     """One run on its way through the lifecycle; each method is one step of the module docstring."""
 
@@ -376,16 +402,14 @@ class _Run:
 
     def _record_row(self) -> RunRecord:
         box, o = self.box, self.options
-        return RunRecord(
-            run_id=self.run_id, created_at=self.created.isoformat(timespec="seconds"), task=self.task.name,
-            submission_name=self.submission.stem, submission_sha256=self.sha, variant=o.variant, params=o.params,
-            status=self.status.value, message=self.message, **score_fields(self.scores),
+        return build_record(
+            self.task, run_id=self.run_id, created=self.created, run_dir=self.run_dir,
+            submission_name=self.submission.stem, submission_sha256=self.sha, status=self.status,
+            message=self.message, scores=self.scores, timings=self.timings, variant=o.variant, params=o.params,
             unchanged=bool(self.checkpoint and self.checkpoint.unchanged), intervals=self.intervals,
-            timings={k: round(v, 3) for k, v in self.timings.items()}, budget_s=o.budget_s,
-            budget_used_s=round(box.wall_s, 3) if box else None, peak_rss_mb=round(box.peak_rss_mb, 1) if box else None,
-            peak_gpu_mb=box.peak_gpu_mb if box else None, run_dir=str(self.run_dir), harness_version=__version__,
-            isolation=self.mode, group_id=o.group_id, seed=o.seed, world_seed=_world_seed(self.task),
-            robust_forget=self.robust_forget,
+            budget_s=o.budget_s, budget_used_s=round(box.wall_s, 3) if box else None,
+            peak_rss_mb=round(box.peak_rss_mb, 1) if box else None, peak_gpu_mb=box.peak_gpu_mb if box else None,
+            isolation=self.mode, group_id=o.group_id, seed=o.seed, robust_forget=self.robust_forget,
         )  # fmt: skip
 
     def _manifest(self, row: RunRecord) -> Manifest:
@@ -465,16 +489,17 @@ def _world_seed(task: TaskSpec) -> int | None:
 
 
 def run_group(
-    submission: Path, tasks: list[TaskSpec], seeds: list[int], **options: Any
+    submission: Path, tasks: list[TaskSpec], seeds: list[int], group_id: str | None = None, **options: Any
 ) -> tuple[str, list[RunResult]]:
     """Run `submission` once per (world, seed): `tasks` are the worlds (one task, or the tiny task built
-    from several world seeds), `seeds` the run seeds. Every run is recorded with one group id, which
-    the board aggregates (mean over seeds, seed SD, a two-level interval). Returns (group id, results)."""
+    from several world seeds), `seeds` the run seeds. Every run is recorded with one group id (a new one,
+    or `group_id` to add the seeds to a recorded group, as `sweep --resume` does), which the board
+    aggregates (mean over seeds, seed SD, a two-level interval). Returns (group id, results)."""
     if not seeds or len(set(seeds)) != len(seeds):
         raise HarnessError(f"--seeds must be distinct integers, not {seeds}")
     if any(not isinstance(k, int) or isinstance(k, bool) or k < 0 for k in seeds):
         raise HarnessError(f"--seeds must be non-negative integers, not {seeds}")
-    group_id = uuid.uuid4().hex[:10]
+    group_id = group_id or uuid.uuid4().hex[:10]
     results = []
     for task in tasks:
         for seed in seeds:

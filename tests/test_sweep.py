@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from harness import sweep as sweeps
 from harness.cli import cli
 from harness.cli import demo as demo_cli
 from harness.errors import HarnessError
@@ -21,7 +22,7 @@ GA = Path(demo_cli.SUBMISSIONS_DIR) / "ga.py"
 
 
 def test_parse_grid_values_are_json_literals():
-    grid = demo_cli.parse_grid(("lr=1e-5, 3e-5", "epochs=1,3", "mode=full,lora4bit"))
+    grid = sweeps.parse_grid(("lr=1e-5, 3e-5", "epochs=1,3", "mode=full,lora4bit"))
     assert grid == {"lr": [1e-5, 3e-5], "epochs": [1, 3], "mode": ["full", "lora4bit"]}
     for bad, problem in (
         ("lr", "expected key=value1"),
@@ -29,15 +30,15 @@ def test_parse_grid_values_are_json_literals():
         ("1x=2", "identifier"),
     ):
         with pytest.raises(HarnessError, match=problem):
-            demo_cli.parse_grid((bad,))
+            sweeps.parse_grid((bad,))
     with pytest.raises(HarnessError, match="given twice"):
-        demo_cli.parse_grid(("lr=1", "lr=2"))
+        sweeps.parse_grid(("lr=1", "lr=2"))
     with pytest.raises(HarnessError, match="at least one --grid"):
-        demo_cli.parse_grid(())
+        sweeps.parse_grid(())
 
 
 def test_variants_are_the_cartesian_product_first_key_slowest():
-    plan = demo_cli.variants({"lr": [1e-5, 3e-5], "epochs": [1, 3]}, {"batch_size": 4})
+    plan = sweeps.variants({"lr": [1e-5, 3e-5], "epochs": [1, 3]}, {"batch_size": 4})
     assert [name for name, _ in plan] == [
         "lr=1e-05,epochs=1",
         "lr=1e-05,epochs=3",
@@ -45,7 +46,7 @@ def test_variants_are_the_cartesian_product_first_key_slowest():
         "lr=3e-05,epochs=3",
     ]
     assert plan[1][1] == {"batch_size": 4, "lr": 1e-5, "epochs": 3}
-    assert demo_cli.variants({"phases": ["ga:1:1"]})[0][0] == 'phases="ga:1:1"'
+    assert sweeps.variants({"phases": ["ga:1:1"]})[0][0] == 'phases="ga:1:1"'
 
 
 def test_sweep_rejects_a_parameter_the_entry_does_not_take(tmp_path):
@@ -57,7 +58,7 @@ def test_sweep_rejects_a_parameter_the_entry_does_not_take(tmp_path):
 def test_local_executor_runs_every_variant_n_at_a_time(tmp_path, monkeypatch, tiny_task):
     seen, lock, active, peak = [], threading.Lock(), [0], [0]
 
-    def fake_run_variant(submission, task_name, params, variant, budget_s, results_root, processes, launcher):
+    def fake_run_variant(submission, task_name, params, variant, budget_s, results_root, processes, launcher, *rest):
         import time
 
         with lock:
@@ -75,7 +76,7 @@ def test_local_executor_runs_every_variant_n_at_a_time(tmp_path, monkeypatch, ti
             "record": {"final_score": 0.5},
         }
 
-    monkeypatch.setattr(demo_cli, "run_variant", fake_run_variant)
+    monkeypatch.setattr(sweeps, "run_variant", fake_run_variant)
     args = ["sweep", str(GA), "--grid", "lr=1e-4,2e-4", "--grid", "epochs=1,2", "--set", "batch_size=4"]
     args += ["--parallel", "2", "--budget", "30", "--results", str(tmp_path), "--json"]
     result = CliRunner().invoke(cli, args)

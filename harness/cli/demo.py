@@ -1,20 +1,16 @@
 """CLI commands `demo` (the README's first command) and `sweep` (a grid of variants of one submission).
 
-`demo` builds the tiny world if needed, puts the reference rows on the board (the untouched target and
-the retain-only gold model, each evaluated once), runs a handful of reference entries within their
-budgets and shows the leaderboard. `sweep` runs the Cartesian product of ``--grid`` values one after
-another, N at a time, or as Slurm jobs through submitit; every run lands on the same board.
+Glue only: `demo` builds the tiny world if needed, puts the reference rows on the board
+(harness.reference), runs a handful of reference entries within their budgets and shows the leaderboard;
+`sweep` parses its options, hands the grid to harness.sweep (which runs and records every variant, one
+after another, N at a time, or as Slurm jobs through submitit) and prints the outcomes and the board.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
+import os
 import sys
-import uuid
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -22,18 +18,17 @@ import click
 from rich.console import Console
 
 import harness
-from harness import __version__
 from harness.cli._group import cli
+from harness.cli.run import isolation_option
 from harness.errors import HarnessError
-from leaderboard.record import RunRecord, score_fields
+from harness.reference import ensure_reference_rows
+from harness.sweep import EXECUTORS
 from leaderboard.status import SCORED, Status
-from tasks.spec import TaskSpec
 
 #: the reference entries shipped in the repository
 SUBMISSIONS_DIR = Path(harness.__file__).resolve().parents[1] / "submissions"
 #: what the demo runs: the seed paper's gradient difference, the 1st-place SUGD, the organisers' NPO
 DEMO_ENTRIES = ("grad_diff", "sugd", "rmu")
-EXECUTORS = ("local", "slurm", "submitit-local")
 
 
 def _stderr() -> Console:
@@ -46,105 +41,7 @@ def _stdout() -> Console:
 
 
 def _results_root(results: Path | None) -> Path:
-    import os
-
     return results or Path(os.environ.get("UNLEARN_HARNESS_RESULTS") or "runs")
-
-
-def _literal(raw: str) -> Any:
-    """A JSON literal when it parses (1e-5, 3, true), else the string itself."""
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
-
-
-def parse_grid(items: tuple[str, ...]) -> dict[str, list[Any]]:
-    """``("lr=1e-5,3e-5", "epochs=1,3")`` -> ``{"lr": [1e-05, 3e-05], "epochs": [1, 3]}``."""
-    grid: dict[str, list[Any]] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        values = [v.strip() for v in raw.split(",")]
-        if not sep or not key.isidentifier() or not all(values):
-            raise HarnessError(
-                f"--grid {item!r}: expected key=value1,value2,... with a Python identifier as key"
-            )
-        if key in grid:
-            raise HarnessError(f"--grid {key}: given twice; list all its values in one --grid")
-        grid[key] = [_literal(v) for v in values]
-    if not grid:
-        raise HarnessError("sweep needs at least one --grid key=value1,value2")
-    return grid
-
-
-def variants(
-    grid: dict[str, list[Any]], fixed: dict[str, Any] | None = None
-) -> list[tuple[str, dict[str, Any]]]:
-    """Every combination of the grid (first key slowest), as (variant name, keyword parameters)."""
-    fixed = dict(fixed or {})
-    keys = list(grid)
-    out = []
-    for combo in itertools.product(*(grid[k] for k in keys)):
-        params = {**fixed, **dict(zip(keys, combo))}
-        out.append(
-            (
-                ",".join(f"{k}={json.dumps(v) if isinstance(v, str) else v}" for k, v in zip(keys, combo)),
-                params,
-            )
-        )
-    return out
-
-
-# ------------------------------------------------------------------------------------ reference rows
-
-
-def reference_record(
-    role: str, checkpoint: Path, task: TaskSpec, results_root: Path, progress: bool
-) -> RunRecord:
-    """Evaluate ``checkpoint`` (the untouched target or the gold model) and build its leaderboard record."""
-    from harness.inference import evaluate
-    from leaderboard.bootstrap import bootstrap_run
-
-    created = datetime.now(timezone.utc)
-    run_id = uuid.uuid4().hex[:8]
-    name = "untouched-target" if role == "reference-target" else "gold-retain-only"
-    run_dir = (results_root / task.name / f"{created:%Y%m%dT%H%M%SZ}-{name}-{run_id}").resolve()
-    run_dir.mkdir(parents=True)
-    result = evaluate(checkpoint, task, run_dir, progress=progress)
-    return RunRecord(
-        run_id=run_id,
-        created_at=created.isoformat(timespec="seconds"),
-        task=task.name,
-        submission_name=name,
-        submission_sha256="",
-        variant="reference",
-        status=Status.OK.value,
-        role=role,
-        message=f"reference row: {checkpoint}",
-        **score_fields(result.scores),
-        unchanged=role == "reference-target",
-        intervals=bootstrap_run(run_dir),
-        timings={k: round(v, 3) for k, v in result.timings.items()},
-        run_dir=str(run_dir),
-        harness_version=__version__,
-    )
-
-
-def ensure_reference_rows(task: TaskSpec, results_root: Path, progress: bool = True) -> list[RunRecord]:
-    """Add the reference-target (and, when the task has one, reference-gold) rows unless already there."""
-    from leaderboard.store import Store, default_db
-
-    store = Store(default_db(results_root))
-    present = {r.role for r in store.records(task=task.name)}
-    added = []
-    for role, checkpoint in (("reference-target", task.model_dir), ("reference-gold", task.gold_model_dir)):
-        if checkpoint is None or role in present:
-            continue
-        record = reference_record(role, Path(checkpoint), task, results_root, progress)
-        store.add(record)
-        added.append(record)
-    return added
 
 
 def show_board(task_name: str, results_root: Path, console: Console) -> None:
@@ -218,44 +115,6 @@ def demo(task_name: str, entries: str, budget: float | None, results: Path | Non
 # -------------------------------------------------------------------------------------------- sweep
 
 
-def run_variant(
-    submission: str,
-    task_name: str,
-    params: dict[str, Any],
-    variant: str,
-    budget_s: float | None,
-    results_root: str,
-    processes: int = 1,
-    launcher: str = "python",
-) -> dict[str, Any]:
-    """One sweep job (here, in a thread, or on a Slurm node): run the variant and record it on the board."""
-    from harness.runner import run_submission
-    from tasks.registry import get_task
-
-    task = get_task(task_name, progress=False)
-    result = run_submission(
-        Path(submission), task, budget_s=budget_s, params=params, variant=variant, processes=processes,
-        launcher=launcher, results_root=Path(results_root), progress=False,
-    )  # fmt: skip
-    return {"variant": variant, "params": params, "status": result.status, "message": result.message,
-            "record": asdict(result.record)}  # fmt: skip
-
-
-def _submitit_executor(executor: str, folder: Path, budget_s: float, partition: str | None, gpus: int):
-    import submitit
-
-    if executor == "submitit-local":
-        ex = submitit.LocalExecutor(folder=folder)
-        ex.update_parameters(timeout_min=max(2, int(budget_s // 60) + 30))
-        return ex
-    ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
-    ex.update_parameters(
-        timeout_min=max(5, int(budget_s // 60) + 30), slurm_partition=partition, gpus_per_node=gpus or None,
-        cpus_per_task=8, name="unlearn-sweep",
-    )  # fmt: skip
-    return ex
-
-
 @cli.command()
 @click.argument("submission", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
@@ -276,75 +135,53 @@ def _submitit_executor(executor: str, folder: Path, budget_s: float, partition: 
 @click.option("--gpus", default=0, show_default=True, type=int, help="GPUs per Slurm job.")
 @click.option("--processes", default=1, show_default=True, type=int, help="Processes per variant.")
 @click.option("--launcher", default="python", show_default=True, help="python, torchrun or accelerate.")
+@isolation_option
+@click.option("--seeds", default=None, metavar="K,K,...",
+              help="Run each variant once per seed (seed=k where unlearn takes it), as one group per variant.")  # fmt: skip
+@click.option("--resume", is_flag=True,
+              help="Skip the variants (and seeds) already scored on the board for the same submission file "
+              "(sha256), task and parameters; a recorded run that failed runs again.")  # fmt: skip
 @click.option(
     "--results", type=click.Path(file_okay=False, path_type=Path), help="Results folder [default: runs]."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the variants' outcomes as one JSON object.")
 def sweep(
-    submission: Path,
-    grid_items: tuple[str, ...],
-    set_items: tuple[str, ...],
-    task_name: str,
-    budget: float | None,
-    parallel: int,
-    executor: str,
-    partition: str | None,
-    gpus: int,
-    processes: int,
-    launcher: str,
-    results: Path | None,
-    as_json: bool,
-) -> None:
+    submission: Path, grid_items: tuple[str, ...], set_items: tuple[str, ...], task_name: str,
+    budget: float | None, parallel: int, executor: str, partition: str | None, gpus: int, processes: int,
+    launcher: str, isolation: str, seeds: str | None, resume: bool, results: Path | None, as_json: bool,
+) -> None:  # fmt: skip
     """Run SUBMISSION once per combination of the --grid values and show the variants on the board.
 
     Example: unlearn-harness sweep submissions/ga.py --grid lr=1e-4,3e-4 --grid epochs=1,2
     """
-    from harness.cli.run import parse_set
-    from harness.contract import check_submission
+    from harness import sweep as sweeps
+    from harness.checkpoint import sha256_file
+    from harness.cli.run import parse_seeds, parse_set
+    from leaderboard.store import Store, default_db
     from tasks.registry import get_task
 
     console = _stderr()
     results_root = _results_root(results).resolve()
-    grid = parse_grid(grid_items)
-    plan = variants(grid, parse_set(set_items))
-    report = check_submission(submission)
-    if report.errors:
-        raise HarnessError(str(report.errors[0]))
-    for key in {k for _, params in plan for k in params}:
-        if not report.accepts(key):
-            takes = ", ".join(p.name for p in report.extra_parameters) or "no extra parameters"
-            raise HarnessError(
-                f"--grid/--set {key}: unlearn() in {submission} has no parameter '{key}' (it takes: {takes})"
-            )
+    run_seeds = parse_seeds("--seeds", seeds)
+    todo = sweeps.plan(sweeps.parse_grid(grid_items), parse_set(set_items), run_seeds)
+    sweeps.check_plan(submission, todo)
     task = get_task(task_name, progress=not as_json)  # build once here, not in every job
-    budget_s = budget if budget is not None else task.budget_s
+    if resume:
+        records = Store(default_db(results_root)).records(task=task.name)
+        todo = sweeps.resume(todo, records, sha256_file(submission), task)
+    done = f", {sum(not v.left for v in todo)} already recorded" if resume else ""
+    per_seed = f" x {len(run_seeds)} seeds" if run_seeds else ""
     console.print(
-        f"[bold]sweep[/] {submission.name}: {len(plan)} variants on {task.name} ({executor}, {parallel} at a time)"
+        f"[bold]sweep[/] {submission.name}: {len(todo)} variants{per_seed} on {task.name} "
+        f"({executor}, {parallel} at a time{done})"
     )
-    args = [(str(submission.resolve()), task.name, params, name, budget, str(results_root), processes, launcher)
-            for name, params in plan]  # fmt: skip
-    outcomes: list[dict[str, Any]] = []
-    if executor == "local":
-        with ThreadPoolExecutor(max_workers=parallel) as pool:
-            futures = [pool.submit(run_variant, *a) for a in args]
-            for future in futures:
-                outcomes.append(future.result())
-                _report(console, submission.stem, outcomes[-1])
-    else:
-        folder = results_root / "submitit" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        ex = _submitit_executor(executor, folder, budget_s, partition, gpus)
-        if executor == "slurm":
-            ex.update_parameters(slurm_array_parallelism=parallel)
-        jobs = ex.map_array(run_variant, *zip(*args))  # one job array; Slurm runs `parallel` at a time
-        console.print(f"submitted {len(jobs)} jobs ({', '.join(j.job_id for j in jobs)}); logs in {folder}")
-        for (name, params), job in zip(plan, jobs):
-            try:
-                outcomes.append(job.result())
-            except Exception as exc:  # noqa: BLE001 - a failed job is one line, the others still count
-                first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-                outcomes.append({"variant": name, "params": params, "status": "JOB_FAILED", "message": first,
-                                 "record": None})  # fmt: skip
-            _report(console, submission.stem, outcomes[-1])
+    options = sweeps.SweepOptions(
+        results_root=results_root, budget_s=budget, processes=processes, launcher=launcher, isolation=isolation,
+        parallel=parallel, executor=executor, partition=partition, gpus=gpus,
+    )  # fmt: skip
+    outcomes = sweeps.run_sweep(
+        submission, task, todo, options, say=console.print, on_outcome=lambda o: _report(console, submission.stem, o)
+    )  # fmt: skip
     if as_json:
         click.echo(
             json.dumps({"task": task.name, "submission": str(submission), "variants": outcomes}, indent=2)
@@ -357,8 +194,5 @@ def sweep(
 
 def _report(console: Console, name: str, outcome: dict[str, Any]) -> None:
     record = outcome.get("record") or {}
-    console.print(
-        _status_line(
-            name, outcome["variant"], outcome["status"], record.get("final_score"), outcome["message"]
-        )
-    )
+    final = record.get("final_score") if record else outcome.get("final_score")
+    console.print(_status_line(name, outcome["variant"], outcome["status"], final, outcome["message"]))

@@ -106,19 +106,16 @@ def verdict(interval: Interval | None) -> str | None:
 
 def verdict_note(key: str, interval: Interval | None, shares: Shares | None, both_zero: float = 0.0) -> str:
     """Why an interval with 0 as a bound is "not distinguishable": the share of resamples where B - A is
-    exactly 0 (at least the 2.5% a 95% interval leaves out on that side); "" for any other interval."""
+    exactly 0, i.e. B = A (at least the 2.5% a 95% interval leaves out on that side); "" for any other."""
     if interval is None or shares is None or 0.0 not in interval:
         return ""
     below, tie, above = shares
-    if interval == (0.0, 0.0):
-        text = f"B - A = 0 in {tie:.1%} of resamples"
-    else:
+    text = f"B = A in {tie:.1%} of resamples"
+    if interval != (0.0, 0.0):
         other, sign = (below, "<") if interval[1] == 0.0 else (above, ">")
-        text = (
-            f"B - A = 0 in {tie:.1%} of resamples ({sign} 0 in {other:.1%}), so 0 is inside the 95% interval"
-        )
+        text += f", B {sign} A in {other:.1%}"
     if key == "task_aggregate" and tie > 0 and both_zero >= tie:
-        text += "; there a term at 0 makes both harmonic means 0"
+        text += "; both aggregates 0 there (a term at 0)"
     return text
 
 

@@ -3,8 +3,8 @@
 Each is one evaluation of a checkpoint the task provides (no submission runs), recorded once per task and
 results folder through the runner's record builder (`harness.runner.build_record`), so a reference row
 carries the same fields, derived the same way, as every submission's row. The evaluation cache makes a
-second recording of the same checkpoint cost seconds. `demo`, `run` and `board --task` call
-`ensure_reference_rows`; it adds only the rows that are missing.
+second recording of the same checkpoint cost seconds. `demo` calls `ensure_reference_rows`, `run` and
+`board --task` call `record_missing_rows`; both add only the rows that are missing.
 """
 
 from __future__ import annotations
@@ -13,8 +13,13 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+from rich.console import Console
+from rich.markup import escape
+
+from harness.errors import USER_ERRORS
 from leaderboard.record import RunRecord
 from leaderboard.status import Status
+from leaderboard.store import default_db
 from tasks.spec import TaskSpec
 
 #: role -> the reference row's submission name on the board
@@ -51,21 +56,66 @@ def reference_record(
     )  # fmt: skip
 
 
-def missing_roles(task: TaskSpec, results_root: Path) -> list[tuple[str, Path]]:
-    """The references of `reference_checkpoints` that the board in ``results_root`` lacks for ``task``."""
-    from leaderboard.store import Store, default_db
+def missing_roles(task: TaskSpec, db: Path) -> list[tuple[str, Path]]:
+    """The references of `reference_checkpoints` that the board ``db`` lacks for ``task``."""
+    from leaderboard.store import Store
 
-    present = {r.role for r in Store(default_db(results_root)).records(task=task.name)}
+    present = {r.role for r in Store(db).records(task=task.name)}
     return [(role, checkpoint) for role, checkpoint in reference_checkpoints(task) if role not in present]
 
 
-def ensure_reference_rows(task: TaskSpec, results_root: Path, progress: bool = True) -> list[RunRecord]:
-    """Add the reference-target (and, when the task has one, reference-gold) rows unless already there."""
-    from leaderboard.store import Store, default_db
+def ensure_reference_rows(
+    task: TaskSpec, results_root: Path, progress: bool = True, db: Path | None = None
+) -> list[RunRecord]:
+    """Add the reference-target (and, when the task has one, reference-gold) rows unless already there.
+    The board is ``db``, else ``results_root``'s; the rows' run directories go under ``results_root``."""
+    from leaderboard.store import Store
 
+    db = db if db is not None else default_db(results_root)
     added = []
-    for role, checkpoint in missing_roles(task, results_root):
+    for role, checkpoint in missing_roles(task, db):
         record = reference_record(role, checkpoint, task, results_root, progress)
-        Store(default_db(results_root)).add(record)
+        Store(db).add(record)
         added.append(record)
     return added
+
+
+def record_missing_rows(
+    tasks: list[TaskSpec], results_root: Path, *, progress: bool, db: Path | None = None
+) -> list[RunRecord]:
+    """`ensure_reference_rows` for the commands that add them on the side (`run`, `board --task`): a line on
+    stderr per row added (nothing with ``progress`` off, as under --json), and a failure is one warning line
+    on stderr, never the command's error (the run or board it comes with stands)."""
+    console = Console(stderr=True, highlight=False, quiet=not progress)
+    added: list[RunRecord] = []
+    for task in tasks:
+        try:
+            if missing := missing_roles(task, db if db is not None else default_db(results_root)):
+                names = " and ".join(NAMES[role] for role, _ in missing)
+                console.print(
+                    f"[bold]reference rows[/] {task.name}: evaluating {names} once (cached: seconds)"
+                )
+            for record in ensure_reference_rows(task, results_root, progress, db):
+                console.print(f"  {record.submission_name}: final {record.final_score:.4f}")
+                added.append(record)
+        except (*USER_ERRORS, Exception) as exc:  # noqa: BLE001 - reference rows are extra, never the failure
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            Console(stderr=True, highlight=False).print(
+                f"[yellow]warning:[/] the reference rows of {task.name} were not recorded: {escape(first)}",
+                soft_wrap=True,
+            )
+    return added
+
+
+def board_task(name: str, records: list[RunRecord]) -> TaskSpec | None:
+    """The task whose missing reference rows `board --task NAME` records: a registered task with runs on this
+    board whose target is on disk (never built: a board is read, and a world is built by `run`)."""
+    from tasks.registry import describe_task, list_tasks
+
+    if name not in list_tasks() or not any(r.task == name for r in records):
+        return None
+    try:
+        task = describe_task(name)
+    except USER_ERRORS:
+        return None
+    return None if task.missing() else task

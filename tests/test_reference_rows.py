@@ -1,0 +1,132 @@
+"""The board's reference rows (harness.reference): built by the runner's record builder, recorded by `run`
+and `board --task` where a board lacks them, quietly under --json. The tiny target's and gold model's
+evaluations are in the engine's cache after the first test that evaluates them: each costs seconds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness import __version__
+from harness.cli import main
+from leaderboard.record import RunRecord
+from leaderboard.store import Store, default_db
+
+GOOD = Path(__file__).parent / "fixtures" / "submissions" / "good.py"
+
+
+def invoke(capsys, *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+def roles(root: Path) -> list[str]:
+    return sorted(r.role for r in Store(default_db(root)).records(task="tiny"))
+
+
+def test_a_reference_row_comes_from_the_runs_record_builder(tiny_task, tmp_path, monkeypatch):
+    import harness.runner
+    from harness.reference import reference_record
+
+    built = []
+
+    def spy(task, **fields):
+        record = real(task, **fields)
+        built.append(record)
+        return record
+
+    real = harness.runner.build_record
+    monkeypatch.setattr(harness.runner, "build_record", spy)
+    record = reference_record("reference-target", tiny_task.model_dir, tiny_task, tmp_path, progress=False)
+    assert built == [record]
+    # what the builder derives for every run: the world seed, the version, rounded timings, the scores
+    assert record.world_seed == 0 and record.harness_version == __version__
+    assert record.timings and all(round(v, 3) == v for v in record.timings.values())
+    assert record.role == "reference-target" and record.unchanged and record.variant == "reference"
+    assert record.terms is not None and len(record.terms) == 12 and "final_score" in record.intervals
+    assert Path(record.run_dir).parent == (tmp_path / "tiny").resolve()
+
+
+@pytest.mark.slow
+def test_run_records_the_missing_reference_rows_once(tiny_task, tmp_path, capsys):
+    args = ["run", str(GOOD), "--task", "tiny", "--results", str(tmp_path), "--set", 'mode="copy"', "--json"]
+    code, out, err = invoke(capsys, *args)
+    assert code == 0, err
+    assert json.loads(out)["status"] == "OK"  # stdout carries the JSON object only
+    assert "reference rows" not in err  # quiet under --json
+    assert roles(tmp_path) == ["entry", "reference-gold", "reference-target"]
+    code, out, err = invoke(capsys, *args[:-1])  # a second run: the rows are there, nothing re-evaluated
+    assert code == 0, err
+    assert "reference rows" not in err
+    assert roles(tmp_path) == ["entry", "entry", "reference-gold", "reference-target"]
+    assert "equals the untouched target's" in out  # the summary compares with the row recorded before
+    elsewhere = [
+        "run",
+        str(GOOD),
+        "--task",
+        "tiny",
+        "--results",
+        str(tmp_path / "none"),
+        "--set",
+        'mode="copy"',
+    ]
+    code, _, err = invoke(capsys, *elsewhere, "--no-record", "--json")
+    assert code == 0, err
+    assert not (tmp_path / "none" / "leaderboard.sqlite").exists()  # --no-record: no rows of any kind
+
+
+def _entry(root: Path) -> None:
+    """A recorded run without reference rows (a board made by an older harness, or a sweep's)."""
+    Store(default_db(root)).add(
+        RunRecord(
+            run_id="e1",
+            created_at="2026-01-01T00:00:00+00:00",
+            task="tiny",
+            submission_name="ga",
+            submission_sha256="0" * 64,
+            terms=(0.5,) * 12,
+            task_aggregate=0.5,
+            auc=0.5,
+            mia_score=1.0,
+            mmlu_average=0.5,
+            final_score=2 / 3,
+        )  # fmt: skip
+    )
+
+
+def test_board_on_a_task_records_its_missing_reference_rows(tiny_task, tmp_path, capsys):
+    _entry(tmp_path)
+    db = str(default_db(tmp_path))
+    code, out, _ = invoke(capsys, "board", "--db", db, "--json")  # no --task: nothing is added
+    assert code == 0 and roles(tmp_path) == ["entry"]
+    code, out, err = invoke(capsys, "board", "--db", db, "--task", "tiny", "--json")
+    assert code == 0, err
+    (board,) = json.loads(out)  # stdout: the JSON board only
+    shown = {row["submission"]: row["rank"] for row in board["ranked"]}
+    assert shown == {"ga": 1, "untouched-target": None, "gold-retain-only": None}
+    assert roles(tmp_path) == ["entry", "reference-gold", "reference-target"]
+    code, out, err = invoke(capsys, "board", "--db", db, "--task", "tiny")
+    assert code == 0 and roles(tmp_path) == ["entry", "reference-gold", "reference-target"]
+    assert "untouched-target" in out and "reference rows" not in err  # nothing missing any more
+    code, _, err = invoke(capsys, "board", "--db", db, "--task", "lume")
+    assert code == 2 and "no runs recorded for task 'lume'" in err  # no board is made out of nothing
+
+
+def test_a_reference_row_that_fails_is_one_warning_and_the_board_still_shows(
+    tiny_task, tmp_path, capsys, monkeypatch
+):
+    import harness.inference
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the gold model is corrupted\nsecond line")
+
+    monkeypatch.setattr(harness.inference, "evaluate", broken)
+    _entry(tmp_path)
+    code, out, err = invoke(capsys, "board", "--db", str(default_db(tmp_path)), "--task", "tiny")
+    assert code == 0 and "ga" in out
+    assert "warning: the reference rows of tiny were not recorded: the gold model is corrupted\n" in err
+    assert roles(tmp_path) == ["entry"]

@@ -22,6 +22,7 @@ from harness.cli.tasks import PATH_FLAGS, task_from_flags, task_path_options
 from harness.contract import check_submission
 from harness.errors import HarnessError
 from harness.pack import pack as pack_submission
+from harness.reference import record_missing_rows
 from harness.runner import SCORED, STATUSES, RunResult, run_group, run_submission
 from harness.sandbox import ISOLATIONS, LAUNCHERS, plain
 from leaderboard.status import Status
@@ -340,13 +341,19 @@ def run_command(
         memory_cap_mb=memory_cap_mb, grace_s=grace, on_output=None if quiet or as_json else LiveOutput(), audit=with_audit,
     )  # fmt: skip
     if run_seeds is None and worlds is None:
-        result = run_submission(submission, _task(task_name, paths), **options)
+        task = _task(task_name, paths)
+        result = run_submission(submission, task, **options)
+        if not no_record:  # a fresh board gets the untouched target (and gold) beside the run
+            record_missing_rows([task], options["results_root"], progress=not as_json)
         if as_json:
             click.echo(json.dumps(result.to_json(), default=str))
         else:
             _print_result(result, Console(highlight=False), results_root=options["results_root"])
         sys.exit(0 if result.ok else 1)
-    group_id, results_ = run_group(submission, _worlds(task_name, worlds, paths), run_seeds or [0], **options)
+    tasks = _worlds(task_name, worlds, paths)
+    group_id, results_ = run_group(submission, tasks, run_seeds or [0], **options)
+    if not no_record:
+        record_missing_rows(tasks, options["results_root"], progress=not as_json)
     if as_json:
         click.echo(json.dumps({"group_id": group_id, "runs": [r.to_json() for r in results_]}, default=str))
     else:

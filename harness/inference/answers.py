@@ -75,9 +75,9 @@ def answer_pass(
     for i, (item, p, s) in enumerate(zip(glued, prompts, spaced)):
         row: list[generation.Draft] = []
         if follows[i]:  # the NLL sequence's answer tokens, read off after the question
-            row.append(generation.Draft(item.ids[len(p) :], readouts[i].greedy))
+            row.append(generation.Draft(item.ids[len(p) :], readouts[i].greedy, readouts[i].margins))
         if i in checked:
-            row.append(generation.Draft(tuple(s), checked[i].greedy))
+            row.append(generation.Draft(tuple(s), checked[i].greedy, checked[i].margins))
         drafts.append(row)
     return AnswerPass(
         prompts, [r.loss for r in readouts[:n]], drafts, [r.loss for r in readouts[n + len(extra) :]]

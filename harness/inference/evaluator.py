@@ -13,7 +13,7 @@ pass that reads the answer NLLs, the drafts of the generations and the MIA losse
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rich.progress import Progress
 
@@ -30,10 +30,15 @@ class Evaluator:
     tokenizer: object
     max_new_tokens: int
     progress: Progress | None
+    #: per stage, the rows the fast path handed to the exact loop at a near tie (ties.py)
+    exact_rows: dict[str, int] = field(default_factory=dict)
 
     @property
     def pad(self) -> int:
         return self.tokenizer.eos_token_id
+
+    def count_exact(self, stage: str, n: int) -> None:
+        self.exact_rows[stage] = self.exact_rows.get(stage, 0) + n
 
     def _bar(self, label: str, total: int) -> Callable[[int], None]:
         if self.progress is None:
@@ -103,7 +108,7 @@ class FastEvaluator(Evaluator):
         self, label: str, prompts: Sequence[Sequence[int]], drafts: Sequence[Sequence[generation.Draft]] = ()
     ) -> list[str]:
         """Generations; each row follows its checked drafts (answer_pass) as far as they go."""
-        tokens = generation.generate_drafted(
+        drafted = generation.generate_drafted(
             self.model,
             prompts,
             drafts or [()] * len(prompts),
@@ -114,7 +119,8 @@ class FastEvaluator(Evaluator):
             on_rows=self._bar(label, len(prompts)),
             decode_tokens=self.decode_tokens,
         )
-        return [generation.decode(self.tokenizer, t) for t in tokens]
+        self.count_exact("generations", len(drafted.exact_rows))
+        return [generation.decode(self.tokenizer, t) for t in drafted.tokens]
 
     def loss(self, label: str, items: Sequence[losses.LossItem]) -> list[float]:
         advance = self._bar(label, len(items))
@@ -127,8 +133,9 @@ class FastEvaluator(Evaluator):
     ) -> list[tuple[int, list[float]]]:
         advance = self._bar(label, len(prompts))
         return mmlu.choose_fast(
-            self.model, prompts, candidates, self.pad, self.batch_size, self.max_tokens, on_rows=advance
-        )
+            self.model, prompts, candidates, self.pad, self.batch_size, self.max_tokens, on_rows=advance,
+            on_exact=lambda n: self.count_exact("MMLU", n),
+        )  # fmt: skip
 
     def answer_pass(self, label: str, rows: Sequence, documents: Sequence[str]) -> answers.AnswerPass:
         """The answer NLLs of `rows`, the drafts of their generations and the MIA losses of `documents`."""
@@ -158,4 +165,7 @@ def make_evaluator(
     """The exact evaluator, or the fast one with these batch limits."""
     if exact:
         return ExactEvaluator(model, tokenizer, max_new_tokens, progress)
-    return FastEvaluator(model, tokenizer, max_new_tokens, progress, batch_size, max_tokens, decode_tokens)
+    return FastEvaluator(
+        model, tokenizer, max_new_tokens, progress,
+        batch_size=batch_size, max_tokens=max_tokens, decode_tokens=decode_tokens,
+    )  # fmt: skip

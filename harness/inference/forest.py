@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
+from harness.inference import ties
 from harness.inference.batching import run_batched
 
 #: attention implementations that take a custom 4-D mask (boolean for sdpa, additive for eager)
@@ -61,7 +62,7 @@ class Readout:
     """What `read` gives for one sequence ``ids`` asked from position ``first``.
 
     ``greedy[j]``: the argmax of the float32 logits after ``ids[: first + j + 1]``, j = 0 ..
-    len(ids) - first - 1. ``loss``: the mean cross-entropy of ``ids[first + 1 :]`` given their prefixes
+    len(ids) - first - 1, and ``margins[j]`` its lead over the second-best logit there. ``loss``: the mean cross-entropy of ``ids[first + 1 :]`` given their prefixes
     (NaN when there is none). ``probs``: the softmax over the whole vocabulary after the whole sequence,
     at the candidate tokens (None when no candidates were given).
     """
@@ -69,6 +70,8 @@ class Readout:
     greedy: tuple[int, ...]
     loss: float
     probs: tuple[float, ...] | None = None
+    #: per greedy position, how far the argmax's logit is above the runner-up's (ties.py)
+    margins: tuple[float, ...] = ()
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -260,6 +263,7 @@ def read(
                 where_cols += [offset + c for c in nodes]
                 targets += [*seqs[i][firsts[i] + 1 :], 0][: len(nodes)]  # the last node has no next token
         greedy: list[int] = []
+        margins: list[float] = []
         token_nll: list[float] = []
         last: dict[int, torch.Tensor] = {}
         lasts = {start + n - 1: i for _, i, start, n in spans if n} if candidates is not None else {}
@@ -268,6 +272,7 @@ def read(
         for logits in _logits(model, packed, torch.tensor(where_rows), torch.tensor(where_cols)):
             n = len(logits)
             greedy += logits.argmax(-1).tolist()
+            margins += ties.margins(logits).tolist()
             picked = logits.gather(1, target[done : done + n, None])[:, 0]
             token_nll += (torch.logsumexp(logits, -1) - picked).tolist()
             for k in (k for k in lasts if done <= k < done + n):
@@ -282,7 +287,10 @@ def read(
         for b, i, start, n in spans:
             nll = token_nll[start : start + n - 1]
             loss = sum(nll) / len(nll) if nll else math.nan
-            out[b].append((i, Readout(tuple(greedy[start : start + n]), loss, probs.get(i))))
+            readout = Readout(
+                tuple(greedy[start : start + n]), loss, probs.get(i), tuple(margins[start : start + n])
+            )
+            out[b].append((i, readout))
         if on_rows is not None:
             on_rows(len(spans))
         return out

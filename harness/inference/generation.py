@@ -14,14 +14,14 @@ leave the answer and do not stop right there go on to the batched loop.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
-from transformers.cache_utils import Cache, DynamicLayer
 
-from harness.inference import forest
+from harness.inference import forest, ties
 from harness.inference.batching import Batch, left_pad, run_batched
 
 #: generation_config fields that would add logits processors or stopping rules to plain greedy decoding
@@ -78,68 +78,36 @@ def decode(tokenizer: PreTrainedTokenizerBase, tokens: Sequence[int]) -> str:
     return tokenizer.clean_up_tokenization(text)
 
 
-class _ReservedLayer(DynamicLayer):
-    """A KV-cache layer that writes into a buffer reserved for the whole generation.
-
-    transformers' DynamicLayer concatenates the new keys and values onto the old ones at every step, which
-    copies the whole cache each step; here the keys and values handed to attention are views of the buffer.
-    """
-
-    def __init__(self, capacity: int) -> None:
-        super().__init__()
-        self.capacity = capacity
-        self.length = 0
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        if not self.is_initialized:
-            b, h, _, d = key_states.shape
-            self.buffers = (
-                key_states.new_empty((b, h, self.capacity, d)),
-                value_states.new_empty((b, h, self.capacity, value_states.shape[-1])),
-            )
-            self.device = key_states.device
-            self.is_initialized = True
-        start, self.length = self.length, self.length + key_states.shape[-2]
-        self.buffers[0][:, :, start : self.length] = key_states
-        self.buffers[1][:, :, start : self.length] = value_states
-        self.keys = self.buffers[0][:, :, : self.length]
-        self.values = self.buffers[1][:, :, : self.length]
-        return self.keys, self.values
-
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        if self.is_initialized:
-            self.buffers = (self.buffers[0][indices], self.buffers[1][indices])
-            self.keys = self.buffers[0][:, :, : self.length]
-            self.values = self.buffers[1][:, :, : self.length]
-
-
 @torch.inference_mode()
 def generate_batch(
     model: PreTrainedModel, batch: Batch, budgets: Sequence[int], stop: set[int]
-) -> list[list[int]]:
+) -> list[Decoded]:
     """Greedy-decode one left-padded batch; returns each row's new tokens (EOS included if produced),
-    at most ``budgets[row]`` of them."""
+    at most ``budgets[row]`` of them, and the smallest lead of its picks."""
     device = model.device
     input_ids, mask = batch.input_ids.to(device), batch.attention_mask.to(device)
     n = input_ids.shape[0]
     steps = max(budgets)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache = Cache(
-        layers=[_ReservedLayer(input_ids.shape[1] + steps) for _ in range(model.config.num_hidden_layers)]
-    )
+    from harness.inference.kvcache import reserved_cache  # fast path only (see kvcache.py)
+
+    cache = reserved_cache(model.config.num_hidden_layers, input_ids.shape[1] + steps)
     produced: list[list[int]] = [[] for _ in range(n)]
     alive = torch.arange(n, device=device)  # original row index of each row still in the batch
     limit = torch.tensor(list(budgets), device=device)  # token budget of each row still in the batch
     stop_t = torch.tensor(sorted(stop), device=device, dtype=torch.long)
+    lowest = [math.inf] * n  # each row's smallest lead of a pick over the runner-up (ties.py)
     logits = model(
         input_ids, attention_mask=mask, position_ids=positions, cache=cache, logits_to_keep=1
     ).logits
     last_pos = positions[:, -1]
     for step in range(steps):
         # the official loop takes the argmax of the float32 copy of the last logits (HF greedy search)
-        nxt = logits[:, -1, :].float().argmax(-1)
-        for row, tok in zip(alive.tolist(), nxt.tolist()):
+        last = logits[:, -1, :].float()
+        nxt = last.argmax(-1)
+        for row, tok, lead in zip(alive.tolist(), nxt.tolist(), ties.margins(last).tolist()):
             produced[row].append(tok)
+            lowest[row] = min(lowest[row], lead)
         if step == steps - 1:
             break
         done = limit <= step + 1
@@ -157,13 +125,13 @@ def generate_batch(
         logits = model(
             nxt[:, None], attention_mask=mask, position_ids=last_pos[:, None], cache=cache, logits_to_keep=1
         ).logits
-    return produced
+    return [Decoded(tokens, lead) for tokens, lead in zip(produced, lowest)]
 
 
 @torch.inference_mode()
 def generate_batch_hf(
     model: PreTrainedModel, batch: Batch, budgets: Sequence[int], pad_token_id: int
-) -> list[list[int]]:
+) -> list[Decoded]:
     """Batched ``generate`` for checkpoints whose generation_config is not plain greedy (rare)."""
     device = model.device
     out = model.generate(
@@ -179,7 +147,7 @@ def generate_batch_hf(
     for seq, budget in zip(out[:, batch.input_ids.shape[1] :].tolist(), budgets):
         seq = seq[:budget]
         cut = next((i + 1 for i, t in enumerate(seq) if t in stop), len(seq))
-        rows.append(seq[:cut])
+        rows.append(Decoded(seq[:cut], math.nan))  # leads unknown: settled by the exact loop outside float32
     return rows
 
 
@@ -197,12 +165,26 @@ def generate_fast(
     ``max_new_tokens``: one budget for all prompts or one per prompt; ``max_tokens`` caps the padded
     prompt tokens of a batch (see batching.run_batched).
     """
+    decoded = decode_batched(model, prompts, max_new_tokens, pad_token_id, batch_size, max_tokens, on_rows)
+    return [d.tokens for d in decoded]
+
+
+def decode_batched(
+    model: PreTrainedModel,
+    prompts: Sequence[Sequence[int]],
+    max_new_tokens: int | Sequence[int],
+    pad_token_id: int,
+    batch_size: int,
+    max_tokens: int | None = None,
+    on_rows: Callable[[int], None] | None = None,
+) -> list[Decoded]:
+    """`generate_fast` with the smallest lead of each row's picks (see ties.py)."""
     stop = eos_ids(model)
     greedy = plain_greedy(model.generation_config)
     n = len(prompts)
     limits = [max_new_tokens] * n if isinstance(max_new_tokens, int) else list(max_new_tokens)
 
-    def work(rows: list[tuple[Sequence[int], int]]) -> list[list[int]]:
+    def work(rows: list[tuple[Sequence[int], int]]) -> list[Decoded]:
         batch = left_pad([prompt for prompt, _ in rows], pad_token_id)
         budgets = [budget for _, budget in rows]
         if greedy:
@@ -253,6 +235,16 @@ class Draft:
 
     tokens: tuple[int, ...]
     greedy: tuple[int, ...] | None = None
+    #: the lead of each ``greedy`` pick over the runner-up (ties.py)
+    margins: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A row's generated tokens and the smallest lead of its greedy picks over the runner-up."""
+
+    tokens: list[int]
+    lowest_margin: float
 
 
 def _pick(drafts: Sequence[Draft]) -> Draft | None:
@@ -268,6 +260,16 @@ def _pick(drafts: Sequence[Draft]) -> Draft | None:
     return next((d for d in drafts if d.greedy), None)
 
 
+@dataclass(frozen=True)
+class Drafted:
+    """`generate_drafted`'s result: each row's tokens, and the rows the exact loop re-decoded (near ties)."""
+
+    tokens: list[list[int]]
+    exact_rows: list[int]
+
+
+# Stays whole (62 lines): the draft check, the acceptance, the batched rest and the near-tie fallback are
+# one pass over the same per-row lists.
 def generate_drafted(
     model: PreTrainedModel,
     prompts: Sequence[Sequence[int]],
@@ -278,20 +280,27 @@ def generate_drafted(
     max_tokens: int | None = None,
     on_rows: Callable[[int], None] | None = None,
     decode_tokens: int | None = None,
-) -> list[list[int]]:
+) -> Drafted:
     """Greedy generation of each prompt, following a draft of its output where the model does.
 
     Per row, the draft picked by `_pick` is checked if it is not yet: one batched forward pass over
     prompt + draft tokens gives the greedy token after every prefix of the draft (speculative decoding
     with the draft as the guess, all of it verified at once). `accept_draft` turns that into the row's
     first tokens; the rows it leaves unfinished continue in the batched greedy loop from prompt + those
-    tokens with the budget left, as do rows without a draft. Under a generation_config that is not plain
-    greedy, drafts are ignored and every row is generated from its prompt. ``decode_tokens`` caps the
-    padded prompt tokens of a decoding batch (default ``max_tokens``, which caps the forward passes).
+    tokens with the budget left, as do rows without a draft. A row any of whose picks led its runner-up
+    by less than the dtype's tolerance (ties.py) is generated again by the exact one-row loop, so the
+    result is the exact path's. Under a generation_config that is not plain greedy, drafts are ignored
+    and every row is generated from its prompt. ``decode_tokens`` caps the padded prompt tokens of a
+    decoding batch (default ``max_tokens``, which caps the forward passes).
     """
     decode_tokens = decode_tokens or max_tokens
+    tol = ties.tolerance(model.dtype)
     if not plain_greedy(model.generation_config):
-        return generate_fast(model, prompts, max_new_tokens, pad_token_id, batch_size, decode_tokens, on_rows)
+        rest = decode_batched(
+            model, prompts, max_new_tokens, pad_token_id, batch_size, decode_tokens, on_rows
+        )
+        return _settle(model, prompts, [d.tokens for d in rest], [d.lowest_margin for d in rest], tol,
+                       max_new_tokens, pad_token_id)  # fmt: skip
     stop = eos_ids(model)
     picked = [_pick(row) if len(prompt) else None for prompt, row in zip(prompts, drafts)]
     unchecked = [i for i, d in enumerate(picked) if d is not None and d.greedy is None]
@@ -304,19 +313,21 @@ def generate_drafted(
         max_tokens,
     )
     for i, check in zip(unchecked, checks):
-        picked[i] = Draft(picked[i].tokens, check.greedy)
+        picked[i] = Draft(picked[i].tokens, check.greedy, check.margins)
     tokens: list[list[int]] = []
+    lowest: list[float] = []
     pending: list[int] = []
     for i, draft in enumerate(picked):
         accepted, done = [], False
         if draft is not None:
             accepted, done = accept_draft(draft.greedy, draft.tokens, max_new_tokens, stop)
         tokens.append(accepted)
+        lowest.append(min(draft.margins[: len(accepted)], default=math.inf) if draft else math.inf)
         if not done:
             pending.append(i)
     if on_rows is not None and len(prompts) > len(pending):
         on_rows(len(prompts) - len(pending))
-    rest = generate_fast(
+    rest = decode_batched(
         model,
         [[*prompts[i], *tokens[i]] for i in pending],
         [max_new_tokens - len(tokens[i]) for i in pending],
@@ -326,5 +337,24 @@ def generate_drafted(
         on_rows,
     )
     for i, more in zip(pending, rest):
-        tokens[i] += more
-    return tokens
+        tokens[i] += more.tokens
+        lowest[i] = min(lowest[i], more.lowest_margin)
+    return _settle(model, prompts, tokens, lowest, tol, max_new_tokens, pad_token_id)
+
+
+def _settle(
+    model: PreTrainedModel,
+    prompts: Sequence[Sequence[int]],
+    tokens: list[list[int]],
+    lowest: Sequence[float],
+    tol: float,
+    max_new_tokens: int,
+    pad_token_id: int,
+) -> Drafted:
+    """Re-decode with the exact loop each row whose smallest lead is below `tol` (or unknown: NaN)."""
+    near = [i for i, lead in enumerate(lowest) if len(prompts[i]) and not lead >= tol]
+    if model.dtype == torch.float32:  # unknown leads (NaN) come from batched HF generate: fine in float32
+        near = [i for i in near if not math.isnan(lowest[i])]
+    for i in near:
+        tokens[i] = generate_exact(model, prompts[i], max_new_tokens, pad_token_id)
+    return Drafted(tokens, near)

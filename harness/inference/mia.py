@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.inference import answers, distributed, losses
+from harness.inference import answers, distributed, losses, ties
 from harness.inference.evaluator import Evaluator
 from harness.inference.outputs import cut_like, merge_write
 from tasks.data import MiaDoc, read_mia
@@ -46,6 +46,33 @@ def document_losses(evaluator: Evaluator, docs: Sequence[MiaDoc]) -> list[float]
     return evaluator.loss("MIA: member + non-member losses", items)
 
 
+def settle(evaluator: Evaluator, docs: Sequence[MiaDoc], nll: list[float], members: int) -> list[float]:
+    """The fast losses, with every member/non-member pair closer than the dtype's tolerance (ties.py)
+    computed again by the exact loop: their order, all the AUC reads, is then the exact path's.
+
+    ``docs[:members]`` are the members. A pair stays open while one of its two losses is a fast one, so
+    the loop ends (each round makes at least one more loss exact).
+    """
+    tol = ties.tolerance(evaluator.model.dtype)
+    nll, exact = list(nll), set()
+    while True:
+        order = sorted(range(len(nll)), key=nll.__getitem__)
+        near = set()
+        for k, a in enumerate(order):
+            for b in order[k + 1 :]:
+                if nll[b] - nll[a] >= tol:
+                    break
+                if (a < members) != (b < members):
+                    near |= {a, b} - exact
+        if not near:
+            return nll
+        ids = answers.tokens(evaluator.tokenizer, [docs[i].document for i in sorted(near)])
+        for i, tokens in zip(sorted(near), ids):
+            nll[i] = losses.loss_exact(evaluator.model, losses.LossItem(tuple(tokens), 0))
+        exact |= near
+        evaluator.count_exact("MIA losses", len(near))
+
+
 def run(
     evaluator: Evaluator,
     groups: dict[str, list[MiaDoc]],
@@ -54,8 +81,13 @@ def run(
     quirk: bool,
     read: list[float] | None = None,
 ) -> list[Path]:
-    """Write mia_results/ from the losses already `read` (fast path) or from `document_losses`."""
-    nll = read if read is not None else document_losses(evaluator, documents(groups))
+    """Write mia_results/ from the losses already `read` (fast path, near ties settled: `settle`) or from
+    `document_losses`."""
+    docs = documents(groups)
+    if read is not None:
+        nll = settle(evaluator, docs, read, len(next(iter(groups.values()), [])))
+    else:
+        nll = document_losses(evaluator, docs)
     artifacts = []
     for (group, part), part_nll in zip(groups.items(), cut_like(nll, groups.values())):
         records = [{"id": d.id, "nll": n} for d, n in zip(part, part_nll)]

@@ -12,6 +12,7 @@ prefix that a subject's prompts share (header and shots) once for all of them (f
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from harness.files import write_atomic
-from harness.inference import forest
+from harness.inference import forest, ties
 from tasks.data import MmluItem, MmluSubject
 
 LETTERS = ("A", "B", "C", "D")
@@ -106,11 +107,14 @@ def choose_fast(
     batch_size: int,
     max_tokens: int | None = None,
     on_rows=None,
+    on_exact=None,
 ) -> list[tuple[int, list[float]]]:
-    """Batched choices, the same as `choose_exact` up to float rounding.
+    """Batched choices: the same picks as `choose_exact`, probabilities up to float rounding.
 
     The prompts are sequences of a prefix forest (forest.read): those of a subject share its header and
-    shots, which run once per row; only each prompt's last position goes through the output layer.
+    shots, which run once per row; only each prompt's last position goes through the output layer. A
+    pick that leads the runner-up letter by less than the dtype's tolerance (ties.py) is made again by
+    `choose_exact`; ``on_exact(n)`` counts those prompts.
     """
     readouts = forest.read(
         model,
@@ -123,7 +127,21 @@ def choose_fast(
         candidates=candidates,
         on_rows=on_rows,
     )
-    return [(r.probs.index(max(r.probs)), list(r.probs)) for r in readouts]  # the first argmax
+    tol = ties.tolerance(model.dtype)
+    out = []
+    exact = 0
+    for ids, r in zip(prompts, readouts):
+        first, second = sorted(r.probs, reverse=True)[:2]
+        # the lead of the pick in logits: log(p1 / p2), the same softmax denominator
+        lead = math.inf if second <= 0 else math.log(first / second) if first > 0 else 0.0
+        if lead < tol:
+            out.append(choose_exact(model, ids, candidates))
+            exact += 1
+        else:
+            out.append((r.probs.index(first), list(r.probs)))  # the first argmax
+    if on_exact is not None and exact:
+        on_exact(exact)
+    return out
 
 
 def write_subject_csv(mmlu_dir: Path, result: SubjectResult, out_dir: Path) -> Path:

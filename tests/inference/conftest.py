@@ -43,11 +43,11 @@ def lume(shared_data: Path, tmp_path_factory: pytest.TempPathFactory):
 def continued(monkeypatch) -> list[int]:
     """Counts the rows that drafted generation hands on to the batched decoding loop."""
     counts: list[int] = []
-    decode = generation.generate_fast
+    decode = generation.decode_batched
 
     def spy(model, prompts, *args, **kwargs):
         counts.append(len(prompts))
         return decode(model, prompts, *args, **kwargs)
 
-    monkeypatch.setattr(generation, "generate_fast", spy)
+    monkeypatch.setattr(generation, "decode_batched", spy)
     return counts

@@ -21,14 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import transformers
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from harness.errors import HarnessError
 from harness.files import write_text_atomic
-from harness.inference import answers, cache, distributed, losses, mia, mmlu
+from harness.inference import answers, cache, distributed, losses, mia, mmlu, ties
 from harness.inference.evaluator import Evaluator, FastEvaluator, make_evaluator
 from harness.inference.loading import load_checkpoint, resolve_device, resolve_dtype
+from harness.inference.numerics import NUMERICS
 from harness.inference.outputs import cut_like, merge_write
 from tasks.data import read_mmlu, read_rows
 from tasks.spec import TaskSpec
@@ -45,6 +47,8 @@ DEFAULT_TOKENS = {"cuda": 1 << 16, "cpu": 1024}
 #: sizes, so fewer, fuller batches (fewer steps in all) win over less prompt padding
 DEFAULT_DECODE_TOKENS = {"cuda": 1 << 16, "cpu": 4096}
 OUTPUT_COLUMNS = ["id", "task", "input", "expected_output", "model_output", "nll"]
+#: the fast path's record of the rows it settled with the exact loop at a near tie
+NEAR_TIES = "near_ties.json"
 
 
 @dataclass
@@ -82,6 +86,8 @@ def _settings(
         "mmlu_max_prompt_tokens": task.mmlu_max_prompt_tokens,
         "processes": world.size,
         "processes_quirk": quirk and world.size > 1,
+        "transformers": transformers.__version__,
+        "numerics": NUMERICS,
     }
 
 
@@ -158,6 +164,8 @@ def evaluate(
             decode_tokens=max_tokens or DEFAULT_DECODE_TOKENS.get(dev.type, DEFAULT_DECODE_TOKENS["cpu"]),
         )
         artifacts = _run_stages(evaluator, task, run_dir, world, processes_quirk and world.size > 1, timings)
+    if world.main and isinstance(evaluator, FastEvaluator):
+        artifacts.append(_write_near_ties(evaluator, run_dir, torch_dtype))
     timings["total"] = time.perf_counter() - started
     scores = None
     if world.main:
@@ -166,6 +174,22 @@ def evaluate(
         scores = score_directory(run_dir, mmlu_threshold=task.mmlu_threshold)
     scores = distributed.broadcast(scores, world)
     return EvalResult(scores=scores, run_dir=run_dir, timings=timings, cached=False)
+
+
+def _write_near_ties(evaluator: FastEvaluator, run_dir: Path, dtype) -> Path:
+    """near_ties.json: how many rows of each stage the fast path settled with the exact loop (ties.py)."""
+    path = run_dir / NEAR_TIES
+    payload = {"dtype": str(dtype), "tolerance": ties.tolerance(dtype), "exact_rows": evaluator.exact_rows}
+    write_text_atomic(path, json.dumps(payload, sort_keys=True))
+    return path
+
+
+def near_ties(run_dir: Path) -> dict[str, int] | None:
+    """The rows the fast path settled with the exact loop, per stage (None: not a fast-path run)."""
+    try:
+        return json.loads((Path(run_dir) / NEAR_TIES).read_text())["exact_rows"]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _from_cache(key: str, task: TaskSpec, run_dir: Path, world: distributed.World) -> EvalResult | None:

@@ -2,6 +2,8 @@
 
 The tokenizer comes from the checkpoint directory with pad = eos, as the official script sets it. The
 dtype is the task's (bf16 on CUDA like the official scorer, float32 on CPU by default) unless given.
+The model gets the organisers' numerics (numerics.py). This module runs under transformers 4.45.2 too
+(the official environment's worker), so it passes the dtype under the keyword the release knows.
 """
 
 from __future__ import annotations
@@ -11,10 +13,14 @@ from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
 from harness.errors import HarnessError
+from harness.inference.numerics import TRANSFORMERS_MAJOR, match_official
 from tasks.spec import TaskSpec
 
+#: the from_pretrained keyword that sets the dtype: `dtype` from transformers 5, `torch_dtype` before
+DTYPE_ARGUMENT = "dtype" if TRANSFORMERS_MAJOR >= 5 else "torch_dtype"
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
@@ -42,16 +48,22 @@ def load_checkpoint(
     checkpoint_dir = Path(checkpoint_dir)
     if not (checkpoint_dir / "config.json").is_file():
         raise HarnessError(f"{checkpoint_dir}: not a model checkpoint (no config.json)")
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # transformers' "Loading weights" bar would cut through the harness's
     try:
         tokenizer = AutoTokenizer.from_pretrained(checkpoint_dir)
-        model = AutoModelForCausalLM.from_pretrained(checkpoint_dir, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(checkpoint_dir, **{DTYPE_ARGUMENT: dtype})
     except (OSError, ValueError, KeyError) as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise HarnessError(f"{checkpoint_dir}: cannot load the checkpoint ({first})") from None
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     if tokenizer.eos_token_id is None:
         raise HarnessError(
             f"{checkpoint_dir}: the tokenizer has no EOS token (the official loop pads with it)"
         )
     tokenizer.pad_token = tokenizer.eos_token
+    match_official(model)
     model.to(device).eval()
     return model, tokenizer

@@ -33,8 +33,9 @@ from tasks.tiny.trainer import finish, read_reports
 from tasks.tiny.trainer import start as start_training
 from tasks.tiny.world import SIZES, WORLD_VERSION
 
-#: bump when the model recipe changes: part of the cache key (5: trained in a child under fixed kernels)
-MODEL_VERSION = 5
+#: bump when the model recipe changes: part of the cache key (5: trained in a child under fixed kernels;
+#: 6: config and tokenizer files that transformers 4.45.2 loads too, tasks/portable.py; same weights)
+MODEL_VERSION = 6
 #: the generator version recorded in the cache key and build.json
 GENERATOR_VERSION = f"world{WORLD_VERSION}-model{MODEL_VERSION}"
 

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tasks.portable import make_portable
+
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|padding|>"
 
@@ -70,6 +72,7 @@ def train_tokenizer(texts: list[str], settings: TrainSettings, out_dir: Path):
         if len(tokenizer.encode(" " + letter, add_special_tokens=False)) != 1:
             raise RuntimeError(f"tiny tokenizer: ' {letter}' is not a single token")
     tokenizer.save_pretrained(out_dir)
+    make_portable(out_dir)
     return tokenizer
 
 
@@ -163,6 +166,7 @@ def train_model(
         try:
             model.save_pretrained(out_dir)
             tokenizer.save_pretrained(out_dir)
+            make_portable(out_dir)  # loads the same under the organisers' transformers 4.45.2
         finally:
             if bars_were_on:
                 hf_logging.enable_progress_bar()

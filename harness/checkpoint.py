@@ -139,25 +139,27 @@ def changed_eval_files(out_dir: Path, reference_dir: Path) -> list[str]:
     return changed
 
 
-#: tokenizer classes that only transformers 5 writes and knows (the organisers' 4.45.2 raises a ValueError)
-TRANSFORMERS5_TOKENIZERS = ("TokenizersBackend",)
+def official_env_problems(out_dir: Path, *, load: bool = False) -> list[str]:
+    """What in out/ the organisers' transformers 4.45.2 would refuse or misread, each with the fix.
 
+    The static check of the fields whose meaning changed between the releases (tasks/portable.py) always
+    runs (`run` records it as a warning); with ``load`` (`check`), where the official environment exists
+    (`unlearn-harness env official`), the checkpoint is also loaded there with AutoTokenizer and
+    AutoModelForCausalLM (a few seconds: another interpreter and transformers release).
+    """
+    from harness.envs import official
+    from tasks.portable import portability_problems
 
-def official_env_problems(out_dir: Path) -> list[str]:
-    """What in out/ the organisers' pinned transformers 4.45.2 cannot load (a static check of the fields
-    whose meaning changed), each with the fix."""
-    problems = []
-    config = Path(out_dir) / "tokenizer_config.json"
-    try:
-        value = json.loads(config.read_text()).get("tokenizer_class") if config.is_file() else None
-    except (ValueError, AttributeError, OSError):
-        value = None
-    if value in TRANSFORMERS5_TOKENIZERS:
-        problems.append(
-            f"out/tokenizer_config.json names tokenizer_class '{value}', which only transformers 5 knows: the "
-            'organisers\' transformers 4.45.2 cannot load this tokenizer; set "tokenizer_class" to '
-            '"PreTrainedTokenizerFast" in it after saving (the tokenizer.json is the same)'
+    problems = [f"out/{line}" for line in portability_problems(Path(out_dir))]
+    if problems:
+        problems[-1] += (
+            "; the reference entries write these fields after saving (unlearn_common.loadable_by_4_45)"
         )
+    env = official.locate() if load else None
+    if env is not None:
+        problem = official.loads(env, Path(out_dir))
+        if problem is not None:
+            problems.append(f"out/ does not load under the organisers' transformers 4.45.2 ({problem})")
     return problems
 
 

@@ -52,3 +52,28 @@ def tiny_task(tiny_world):
     from tasks.tiny import tiny_spec
 
     return tiny_spec(tiny_world)
+
+
+@pytest.fixture(scope="session")
+def official_env_or_none(harness_cache: Path):
+    """The organisers' pinned environment (harness/envs/official.py), created once under the session's
+    cache (a minute, needs the package index); None where it cannot be created."""
+    from harness.envs import official
+    from harness.errors import HarnessError
+
+    try:
+        return official.create()
+    except HarnessError as error:
+        _OFFICIAL_ENV_PROBLEM.append(str(error))
+        return None
+
+
+_OFFICIAL_ENV_PROBLEM: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def official_env(official_env_or_none):
+    """The official environment; skips (with the reason) where it cannot be created here."""
+    if official_env_or_none is None:
+        pytest.skip(_OFFICIAL_ENV_PROBLEM[0] if _OFFICIAL_ENV_PROBLEM else "no official environment")
+    return official_env_or_none

@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from harness.cli import audit, board, demo, run, score, tasks  # noqa: F401  (registers the commands)
+from harness.cli import audit, board, demo, env, run, score, tasks  # noqa: F401  (registers the commands)
 from harness.cli._group import cli
 from harness.errors import USER_ERRORS
 

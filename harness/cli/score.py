@@ -42,7 +42,9 @@ def _evaluate_checkpoint(
     device: str | None,
     dtype: str | None,
     progress: bool,
-) -> tuple[Scores, Path]:
+    official_env: bool = False,
+) -> tuple[Scores, Path, str]:
+    """The scores, the run directory and a line saying which environment's numerics they come from."""
     from harness.inference import evaluate
     from tasks.registry import describe_task
 
@@ -51,6 +53,8 @@ def _evaluate_checkpoint(
     task = task_from_flags(task_name, paths, runnable=False)
     name = checkpoint if not Path(checkpoint).expanduser().exists() else folder.name  # a hub id names the run
     run_dir = run_dir or _default_run_dir(name, task_name)
+    if official_env:
+        return _in_official_env(folder, task, run_dir, exact, dtype, device, progress)
     result = evaluate(
         folder,
         task,
@@ -63,7 +67,38 @@ def _evaluate_checkpoint(
         use_cache=use_cache,
         progress=progress,
     )
-    return result.scores, result.run_dir
+    return result.scores, result.run_dir, _source_line(result.run_dir, exact)
+
+
+def _source_line(run_dir: Path, exact: bool) -> str:
+    import transformers
+
+    from harness.inference.engine import near_ties
+
+    line = f"numbers from: this environment (transformers {transformers.__version__}, the 4.45.2 numerics restored)"
+    settled = near_ties(run_dir)
+    if not exact and settled is not None:
+        counts = ", ".join(f"{n} {stage}" for stage, n in sorted(settled.items()) if n) or "none"
+        line += f"; fast path, rows settled by the exact loop at near ties: {counts}"
+    return line
+
+
+def _in_official_env(
+    folder: Path, task, run_dir: Path, exact: bool, dtype: str | None, device: str | None, progress: bool
+) -> tuple[Scores, Path, str]:
+    """The exact path, MMLU and scoring in the organisers' environment (harness/envs/official.py)."""
+    from harness.envs import official
+
+    env = official.require()  # runs the exact path whatever `exact` says: the organisers' loops
+    answer = official.evaluate(env, folder, task, run_dir, dtype=dtype, device=device, progress=progress)
+    scores = score_directory(run_dir, mmlu_threshold=task.mmlu_threshold, write=False)
+    if scores.results() != answer["results"]:
+        raise HarnessError(
+            f"{run_dir}: this environment scores the official environment's files differently "
+            "(a harness bug: please report it with the run directory)"
+        )
+    line = f"numbers from: the organisers' environment {env.root} (transformers {answer['transformers']}, exact path)"
+    return scores, Path(run_dir), line
 
 
 # `score` stays whole (66 lines): one click command, its two modes (checkpoint, generations) side by side.
@@ -113,6 +148,12 @@ def _evaluate_checkpoint(
 @click.option("--device", help="Checkpoint mode: cpu, cuda, cuda:1 ... [default: cuda when available].")
 @click.option("--dtype", help="Checkpoint mode: bfloat16, float16 or float32 [default: the task's].")
 @click.option("--run-dir", type=click.Path(path_type=Path), help="Checkpoint mode: where the artifacts go.")
+@click.option(
+    "--official-env",
+    is_flag=True,
+    help="Checkpoint mode: evaluate and score in the organisers' environment (transformers 4.45.2; "
+    "`unlearn-harness env official` creates it) with the exact path.",
+)
 @task_path_options(*SCORED_FIELDS)
 @click.option("--no-write", is_flag=True, help="Generations mode: do not write the results into DIR.")
 @click.option("--json", "as_json", is_flag=True, help="Print the official results object as JSON on stdout.")
@@ -131,6 +172,7 @@ def score(
     device: str | None,
     dtype: str | None,
     run_dir: Path | None,
+    official_env: bool,
     no_write: bool,
     as_json: bool,
     **paths: str | None,
@@ -165,7 +207,11 @@ def score(
             raise HarnessError("CHECKPOINT needs --task NAME (see `unlearn-harness tasks`)")
         if mmlu_metrics is not None:
             raise HarnessError("--mmlu goes with --generations; a checkpoint's MMLU is evaluated on the task")
-        scores, where = _evaluate_checkpoint(
+        if official_env and (batch_size is not None or max_tokens is not None or no_cache):
+            raise HarnessError(
+                "--official-env runs the exact path: --batch-size, --max-tokens and --no-cache do not apply"
+            )
+        scores, where, source = _evaluate_checkpoint(
             checkpoint,
             flag,
             task_name,
@@ -178,6 +224,7 @@ def score(
             device=device,
             dtype=dtype,
             progress=not as_json,
+            official_env=official_env,
         )
         if scoring_version != "v3" or mmlu_threshold is not None:  # rescore the run's files as asked
             scores = score_directory(
@@ -191,4 +238,6 @@ def score(
         return
     console = Console(highlight=False)
     render_scores(scores, console)
-    console.print(f"artifacts: {where}")
+    console.print(f"artifacts: {where}", soft_wrap=True)
+    if generations is None:
+        console.print(source, soft_wrap=True)

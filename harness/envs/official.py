@@ -1,0 +1,243 @@
+"""The organisers' pinned environment: create it once, find it, run the project's worker inside it.
+
+The official scorer ran under transformers 4.45.2, pandas 2.2.3, scikit-learn 1.5.0, rouge_score 0.1.2,
+accelerate 1.0.0, datasets 3.0.1, numpy 2.1.2 and scipy 1.14.1 (official-scoring.md 2.13). `create` makes a
+virtual environment with exactly those pins under ``<cache root>/envs/official-<key>/`` and reuses this
+environment's torch: its files are linked, not reinstalled (a CUDA build is several GB; the organisers'
+torch 2.5.0 is not asked for, and the torch in use is recorded). The rest of their requirements file
+trains (deepspeed, pytorch-lightning) or is shadowed by the standard library (statistics), so it is left
+out. The worker (worker.py) is this project's exact path, checkpoint loading, MMLU and scoring, run from
+this source tree by that interpreter: `score --official-env` gives the organisers' numerics by construction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+#: the organisers' pins that matter for scoring (official-scoring.md 2.13)
+PINS = (
+    "transformers==4.45.2",
+    "pandas==2.2.3",
+    "scikit-learn==1.5.0",
+    "rouge_score==0.1.2",
+    "accelerate==1.0.0",
+    "datasets==3.0.1",
+    "numpy==2.1.2",
+    "scipy==1.14.1",
+)
+#: what the worker imports beyond the pins (the organisers' file leaves these unpinned or lacks them)
+WORKER_NEEDS = ("rich>=13", "platformdirs>=4")
+#: the file written last: an environment without it is incomplete and is rebuilt
+MARKER = "harness-env.json"
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class OfficialEnv:
+    """A complete official environment: its folder, interpreter and what is installed in it."""
+
+    root: Path
+    python: Path
+    installed: dict[str, str]
+    torch: str
+
+    def to_json(self) -> dict:
+        return {"root": str(self.root), "python": str(self.python), "torch": self.torch,
+                "installed": self.installed}  # fmt: skip
+
+
+def envs_root() -> Path:
+    """<UNLEARN_HARNESS_CACHE or the platform user cache>/envs."""
+    import platformdirs
+
+    base = os.environ.get("UNLEARN_HARNESS_CACHE") or platformdirs.user_cache_dir("unlearn-harness")
+    return Path(base) / "envs"
+
+
+def env_key() -> str:
+    """A short hash of what determines the environment: the pins, the Python and the torch linked in."""
+    payload = [*PINS, *WORKER_NEEDS, platform.python_version(), metadata.version("torch"), sys.prefix]
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:12]
+
+
+def env_dir() -> Path:
+    return envs_root() / f"official-{env_key()}"
+
+
+def _python(root: Path) -> Path:
+    return root / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def locate() -> OfficialEnv | None:
+    """The complete official environment, or None where it has not been created."""
+    root = env_dir()
+    try:
+        info = json.loads((root / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    if not _python(root).exists():
+        return None
+    return OfficialEnv(root, _python(root), info["installed"], info["torch"])
+
+
+def _site_packages(python: Path) -> Path:
+    code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    return Path(
+        subprocess.run([str(python), "-c", code], check=True, capture_output=True, text=True).stdout.strip()
+    )
+
+
+def _link_distribution(name: str, site: Path) -> None:
+    """Link one installed distribution's top-level folders and files (and its metadata) into `site`."""
+    dist = metadata.distribution(name)
+    tops = {Path(str(f)).parts[0] for f in dist.files or () if not str(f).startswith("..")}
+    for top in sorted(tops):
+        source = Path(dist.locate_file(top)).resolve()
+        if source.exists() and not (site / top).exists() and not top.endswith(".pth"):
+            (site / top).symlink_to(source)
+
+
+def _torch_distributions() -> list[str]:
+    """torch and the CUDA/triton distributions it depends on (linked, never reinstalled)."""
+    names = ["torch"]
+    for requirement in metadata.requires("torch") or ():
+        name = requirement.split(";")[0].split("[")[0].strip().split(" ")[0]
+        for sep in "<>=!~":
+            name = name.split(sep)[0]
+        if name.startswith(("nvidia-", "triton", "cuda-")):
+            try:
+                metadata.distribution(name)
+            except metadata.PackageNotFoundError:
+                continue
+            names.append(name)
+    return names
+
+
+def _pip(python: Path, args: list[str], log) -> None:
+    command = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--retries", "1",
+               "--timeout", "20", *args]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True)
+    log(done.stdout)
+    if done.returncode != 0:
+        errors = [
+            line for line in done.stderr.splitlines() if line.startswith("ERROR")
+        ] or done.stderr.splitlines()
+        last = errors[-1] if errors else f"pip exited with {done.returncode}"
+        raise HarnessError(
+            f"cannot create the official environment: pip could not install {' '.join(args)} ({last.strip()}); "
+            "it needs the package index (or a wheel folder in PIP_FIND_LINKS)"
+        )
+
+
+def _installed(python: Path) -> dict[str, str]:
+    code = (
+        "import json, importlib.metadata as m;"
+        "print(json.dumps({d.metadata['Name'].lower(): d.version for d in m.distributions()}))"
+    )
+    out = subprocess.run([str(python), "-c", code], check=True, capture_output=True, text=True).stdout
+    return dict(sorted(json.loads(out).items()))
+
+
+def create(*, rebuild: bool = False, log=lambda text: None) -> OfficialEnv:
+    """The official environment, created first where missing (a minute and ~0.5 GB of packages)."""
+    from filelock import FileLock
+
+    root = env_dir()
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root) + ".lock"):
+        found = locate()
+        if found is not None and not rebuild:
+            return found
+        shutil.rmtree(root, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
+        python = _python(root)
+        try:
+            subprocess.run([str(python), "-m", "ensurepip", "--default-pip"], check=True, capture_output=True)
+            site = _site_packages(python)
+            for name in _torch_distributions():
+                _link_distribution(name, site)
+            _pip(python, [*PINS, *WORKER_NEEDS], log)
+            installed = _installed(python)
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+        info = {"pins": list(PINS), "installed": installed, "torch": installed.get("torch", "?")}
+        with tempfile.NamedTemporaryFile("w", dir=root, delete=False) as handle:
+            json.dump(info, handle, indent=1)
+        os.replace(handle.name, root / MARKER)
+    found = locate()
+    assert found is not None
+    return found
+
+
+def require() -> OfficialEnv:
+    """The official environment, or a HarnessError saying how to create it."""
+    found = locate()
+    if found is None:
+        raise HarnessError(
+            "the official environment does not exist yet: run `unlearn-harness env official` "
+            "(a minute, needs the package index once)"
+        )
+    return found
+
+
+def run_worker(env: OfficialEnv, request: dict, *, progress: bool = True) -> dict:
+    """Run worker.py in `env` on one request; its JSON answer (a HarnessError where it failed)."""
+    with tempfile.TemporaryDirectory(prefix="official-worker-") as tmp:
+        request_path, answer_path = Path(tmp) / "request.json", Path(tmp) / "answer.json"
+        request_path.write_text(json.dumps(request))
+        environ = {**os.environ, "PYTHONPATH": str(SOURCE_ROOT), "PYTHONNOUSERSITE": "1"}
+        environ.setdefault("HF_HUB_OFFLINE", "1")
+        command = [str(env.python), "-m", "harness.envs.worker", str(request_path), str(answer_path)]
+        if not progress:
+            command.append("--quiet")
+        # the worker's output (progress, transformers' messages) goes to stderr: stdout stays the caller's
+        done = subprocess.run(command, env=environ, stdout=2)
+        if not answer_path.is_file():
+            raise HarnessError(
+                f"the official environment's worker ({env.python}) exited with status {done.returncode} "
+                "without an answer (its traceback is above)"
+            )
+        answer = json.loads(answer_path.read_text())
+    if "error" in answer:
+        raise HarnessError(answer["error"])
+    return answer
+
+
+def _task_json(task) -> dict:
+    from dataclasses import fields
+
+    out = {}
+    for f in fields(task):
+        value = getattr(task, f.name)
+        out[f.name] = (
+            str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
+        )
+    return out
+
+
+def evaluate(env: OfficialEnv, checkpoint: Path, task, run_dir: Path, *, dtype: str | None = None,
+             device: str | None = None, progress: bool = True) -> dict:  # fmt: skip
+    """The exact path, MMLU and scoring of `checkpoint` on `task` in `env`, into `run_dir`: the worker's
+    answer (``results``: the official results object, ``timings``, ``transformers``)."""
+    request = {"verb": "evaluate", "checkpoint": str(Path(checkpoint).resolve()), "task": _task_json(task),
+               "run_dir": str(Path(run_dir).resolve()), "dtype": dtype, "device": device}  # fmt: skip
+    return run_worker(env, request, progress=progress)
+
+
+def loads(env: OfficialEnv, checkpoint: Path) -> str | None:
+    """None where `checkpoint` loads with AutoTokenizer and AutoModelForCausalLM in `env`; else the problem."""
+    answer = run_worker(env, {"verb": "load", "checkpoint": str(Path(checkpoint).resolve())}, progress=False)
+    return None if answer["loads"] else answer["problem"]

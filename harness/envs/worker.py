@@ -1,0 +1,90 @@
+"""The project's own worker, run by the official environment's interpreter (official.py).
+
+    python -m harness.envs.worker REQUEST.json ANSWER.json [--quiet]
+
+Verbs (the request's "verb"):
+- ``evaluate``: the exact path (the official one-row loops) of a checkpoint on a task, its MMLU and its
+  scoring, into a run directory; answers the official results object.
+- ``load``: whether a checkpoint loads with AutoTokenizer and AutoModelForCausalLM here; answers the
+  first line of the error where it does not.
+It imports only what runs under transformers 4.45.2 (the exact path, loading, scoring); the answer is
+{"error": line} for a user's mistake, and a traceback on stderr for anything else.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+
+def _task(fields_json: dict):
+    from tasks.spec import PATH_FIELDS, TaskSpec
+
+    values = {}
+    for f in fields(TaskSpec):
+        if f.name not in fields_json:
+            continue
+        value = fields_json[f.name]
+        if f.name in PATH_FIELDS and value is not None:
+            value = Path(value)
+        elif f.name == "mmlu_subjects" and value is not None:
+            value = tuple(value)
+        values[f.name] = value
+    return TaskSpec(**values)
+
+
+def _evaluate(request: dict, progress: bool) -> dict:
+    from harness.inference import evaluate
+
+    result = evaluate(
+        Path(request["checkpoint"]),
+        _task(request["task"]),
+        Path(request["run_dir"]),
+        exact=True,
+        device=request.get("device"),
+        dtype=request.get("dtype"),
+        use_cache=False,
+        progress=progress,
+    )
+    return {"results": result.scores.results(), "timings": result.timings}
+
+
+def _load(request: dict) -> dict:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    checkpoint = request["checkpoint"]
+    try:
+        AutoTokenizer.from_pretrained(checkpoint)
+        AutoModelForCausalLM.from_pretrained(checkpoint)
+    except Exception as error:  # what the organisers' scorer would have hit: report it, never crash
+        text = str(error).strip()
+        return {"loads": False, "problem": f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"}
+    return {"loads": True}
+
+
+def main(argv: list[str]) -> int:
+    from harness.errors import HarnessError
+
+    request_path, answer_path = Path(argv[0]), Path(argv[1])
+    request = json.loads(request_path.read_text())
+    import transformers
+
+    try:
+        verb = request["verb"]
+        if verb == "evaluate":
+            answer = _evaluate(request, progress="--quiet" not in argv)
+        elif verb == "load":
+            answer = _load(request)
+        else:
+            answer = {"error": f"unknown worker verb {verb!r}"}
+    except HarnessError as error:
+        answer = {"error": str(error)}
+    answer["transformers"] = transformers.__version__
+    answer_path.write_text(json.dumps(answer))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

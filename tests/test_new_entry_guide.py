@@ -1,0 +1,131 @@
+"""The README's "Writing your own entry" guide, followed step by step on the tiny task.
+
+The commands are read from the README section itself (its ```bash lines run one by one in a shell, its
+```diff block is applied to the copied file), so the guide cannot drift from what works. `<NAME run id>`
+stands for the run id of the run recorded under variant NAME, as the guide tells the reader to look it
+up on the board.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+TITLE = "## Writing your own entry"
+SHA = re.compile(r"checkpoint\s+sha256 ([0-9a-f]{16})")
+
+
+def guide_steps(readme: Path = REPO / "README.md") -> list[tuple[str, str]]:
+    """("bash", command line) and ("diff", patch text) in the order of the guide."""
+    text = readme.read_text(encoding="utf-8")
+    start = text.index(TITLE + "\n")
+    end = text.find("\n## ", start + len(TITLE))
+    section = text[start : end if end != -1 else len(text)]
+    steps: list[tuple[str, str]] = []
+    for lang, body in re.findall(r"^```(\w+)\n(.*?)^```$", section, flags=re.M | re.S):
+        if lang == "diff":
+            steps.append(("diff", body))
+        elif lang == "bash":
+            steps += [
+                ("bash", line) for line in body.splitlines() if line.strip() and not line.startswith("#")
+            ]
+    return steps
+
+
+def apply_diff(patch: str, root: Path) -> Path:
+    """Apply the guide's diff (--- old / +++ new, hunks of context, - and + lines) to a copy of the old
+    file at the new path. Each hunk's old lines must occur exactly once."""
+    lines = patch.splitlines()
+    new_name = next(line[4:].strip() for line in lines if line.startswith("+++ "))
+    target = root / new_name
+    text = target.read_text(encoding="utf-8")
+    hunks, current = [], None
+    for line in lines:
+        if line.startswith(("--- ", "+++ ")):
+            continue
+        if line.startswith("@@"):
+            current = ([], [])
+            hunks.append(current)
+            continue
+        assert current is not None, f"diff line outside a hunk: {line!r}"
+        mark, content = line[:1], line[1:]
+        if mark in (" ", "-"):
+            current[0].append(content)
+        if mark in (" ", "+"):
+            current[1].append(content)
+    for old, new in hunks:
+        before, after = "\n".join(old) + "\n", "\n".join(new) + "\n"
+        assert text.count(before) == 1, f"{new_name}: the guide's hunk does not match once:\n{before}"
+        text = text.replace(before, after)
+    target.write_text(text, encoding="utf-8")
+    return target
+
+
+def _run_ids(folder: Path) -> dict[str, str]:
+    from leaderboard.store import Store, default_db
+
+    return {r.variant: r.run_id for r in Store(default_db(folder / "runs")).records() if r.role == "entry"}
+
+
+def _shell(command: str, folder: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", "-c", command], cwd=folder, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_the_guide_has_every_step() -> None:
+    verbs = [
+        step.split()[1] if step.startswith("unlearn-harness") else step.split()[0]
+        for kind, step in guide_steps()
+        if kind == "bash"
+    ]
+    kinds = [kind for kind, _ in guide_steps()]
+    assert verbs[0] == "cp" and {"check", "run", "board", "pack"} <= set(verbs) and kinds.count("diff") == 1
+    assert kinds.index("diff") < verbs.index("check") + 1  # the loss changes before the first check
+
+
+@pytest.mark.slow
+def test_following_the_guide_on_the_tiny_task(tiny_world, harness_cache: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "work"
+    folder.mkdir()
+    shutil.copytree(
+        REPO / "submissions", folder / "submissions", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    env = {k: v for k, v in os.environ.items() if k != "UNLEARN_HARNESS_RESULTS"}
+    env.update(
+        UNLEARN_HARNESS_CACHE=str(harness_cache), HF_HUB_OFFLINE="1", COLUMNS="200",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+    )  # fmt: skip
+    assert shutil.which("unlearn-harness", path=env["PATH"]), (
+        "unlearn-harness is not installed next to python"
+    )
+    shas: dict[str, list[str]] = {"check": [], "run": []}
+    for kind, step in guide_steps():
+        if kind == "diff":
+            entry = apply_diff(step, folder)
+            assert entry.read_text() != (folder / "submissions" / "grad_diff.py").read_text()
+            continue
+        command = re.sub(r"<(\S+) run id>", lambda m: _run_ids(folder)[m.group(1)], step)
+        done = _shell(command, folder, env)
+        assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        words = command.split()
+        if words[:2] in (["unlearn-harness", "check"], ["unlearn-harness", "run"]):
+            shas[words[1]] += SHA.findall(done.stdout)
+        if words[:2] == ["unlearn-harness", "check"]:
+            assert "ready for an official attempt" in done.stdout
+        if words[:3] == ["unlearn-harness", "board", "compare"]:
+            assert "B compared with A" in done.stdout and words[3] in done.stdout and words[4] in done.stdout
+        if words[:2] == ["unlearn-harness", "pack"]:
+            assert "embedded module unlearn_common" in done.stdout
+    ids = _run_ids(folder)
+    assert set(ids) == {"baseline", "capped"}
+    # the changed loss changed the checkpoint; the packed file dry-runs to the original's checkpoint
+    assert len(shas["run"]) == 2 and shas["run"][0] != shas["run"][1]
+    assert len(shas["check"]) == 2 and shas["check"][0] == shas["check"][1] == shas["run"][1]

@@ -77,17 +77,21 @@ def test_a_hub_id_offline_is_one_line_and_no_network(command: str, no_network, m
     [
         (["run", str(SUBMISSIONS / "good.py"), "--task", "tiny", "--model", "{tmp}/gone"], "--model {tmp}/gone: no such folder"),
         (["check", str(SUBMISSIONS / "good.py"), "--model", "{tmp}/gone"], "--model {tmp}/gone: no such folder"),
+        (["check", str(SUBMISSIONS / "good.py"), "--model", "{tmp}"], "--model {tmp}: not a Hugging Face model folder (no config.json in {tmp})"),
         (["score", "{tmp}/gone", "--task", "tiny"], "CHECKPOINT {tmp}/gone: no such folder"),
         (["score", "--model", "{tmp}/gone", "--task", "tiny"], "--model {tmp}/gone: no such folder"),
         (["run", str(SUBMISSIONS / "good.py"), "--task", "tiny", "--forget-dir", "{tmp}/f"], "--forget-dir {tmp}/f: no such folder"),
         (["run", str(SUBMISSIONS / "good.py"), "--task", "tiny", "--eval-retain", "{tmp}/r.jsonl"], "--eval-retain {tmp}/r.jsonl: no such file"),
-        (["score", str(SUBMISSIONS), "--task", "tiny", "--mia-member", "{tmp}/m.jsonl"], "--mia-member {tmp}/m.jsonl: no such file"),
+        (["score", "{model}", "--task", "tiny", "--mia-member", "{tmp}/m.jsonl"], "--mia-member {tmp}/m.jsonl: no such file"),
         (["run", str(SUBMISSIONS / "good.py"), "--task", "tiny", "--model", "olmo"], "--model olmo: no such folder (a Hugging Face hub id has the form owner/name)"),
         (["run", str(SUBMISSIONS / "good.py"), "--task", "tiny", "--mmlu-dir", str(SUBMISSIONS / "good.py")], f"--mmlu-dir {SUBMISSIONS / 'good.py'}: not a folder"),
     ],
 )  # fmt: skip
-def test_a_missing_path_is_one_line_naming_it(args, line, tmp_path: Path, no_network, capsys) -> None:
-    code, _, err = invoke([a.replace("{tmp}", str(tmp_path)) for a in args], capsys)
+def test_a_missing_path_is_one_line_naming_it(
+    args, line, tiny_world, tmp_path: Path, no_network, capsys
+) -> None:
+    args = [a.replace("{tmp}", str(tmp_path)).replace("{model}", str(tiny_world.model_dir)) for a in args]
+    code, _, err = invoke(args, capsys)
     assert code == 2 and err == f"error: {line.replace('{tmp}', str(tmp_path))}\n"
     assert no_network == []
 

@@ -49,7 +49,7 @@ def _evaluate_checkpoint(
     from tasks.registry import describe_task
 
     describe_task(task_name)  # an unknown task fails before a model is fetched
-    folder = resolve_path("model_dir", checkpoint, flag=flag)
+    folder = resolve_path("model_dir", checkpoint, flag=flag, model_check=False)  # evaluate checks it
     task = task_from_flags(task_name, paths, runnable=False)
     name = checkpoint if not Path(checkpoint).expanduser().exists() else folder.name  # a hub id names the run
     run_dir = run_dir or _default_run_dir(name, task_name)

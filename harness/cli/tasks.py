@@ -105,9 +105,15 @@ def hub_snapshot(repo_id: str, flag: str) -> Path:
         raise HarnessError(f"{where} could not be fetched ({type(exc).__name__}: {reason})") from None
 
 
-def resolve_path(field: str, value: str, flag: str | None = None) -> Path:
+def _model_folder(folder: Path, flag: str, value: str, check: bool) -> Path:
+    if check and not (folder / "config.json").is_file():
+        raise HarnessError(f"{flag} {value}: not a Hugging Face model folder (no config.json in {folder})")
+    return folder
+
+
+def resolve_path(field: str, value: str, flag: str | None = None, *, model_check: bool = True) -> Path:
     """The absolute path a path flag names; a model field also takes a hub id (owner/name) that is not a
-    local path. A missing path is one line naming it."""
+    local path, and (`model_check`) must hold a config.json. A missing path is one line naming it."""
     flag = flag or PATH_FLAGS[field]
     path = Path(value).expanduser()
     want_dir = field.endswith("_dir")
@@ -116,9 +122,13 @@ def resolve_path(field: str, value: str, flag: str | None = None) -> Path:
             raise HarnessError(f"{flag} {value}: not a folder")
         if not want_dir and not path.is_file():
             raise HarnessError(f"{flag} {value}: not a file")
-        return path.resolve()
+        return (
+            _model_folder(path.resolve(), flag, value, model_check)
+            if field in MODEL_FIELDS
+            else path.resolve()
+        )
     if field in MODEL_FIELDS and _HUB_ID.match(value) and "--" not in value and ".." not in value:
-        return hub_snapshot(value, flag)
+        return _model_folder(hub_snapshot(value, flag), flag, value, model_check)
     hint = (
         " (a Hugging Face hub id has the form owner/name)"
         if field in MODEL_FIELDS and "/" not in value

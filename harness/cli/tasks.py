@@ -122,11 +122,8 @@ def resolve_path(field: str, value: str, flag: str | None = None, *, model_check
             raise HarnessError(f"{flag} {value}: not a folder")
         if not want_dir and not path.is_file():
             raise HarnessError(f"{flag} {value}: not a file")
-        return (
-            _model_folder(path.resolve(), flag, value, model_check)
-            if field in MODEL_FIELDS
-            else path.resolve()
-        )
+        path = path.resolve()
+        return _model_folder(path, flag, value, model_check) if field in MODEL_FIELDS else path
     if field in MODEL_FIELDS and _HUB_ID.match(value) and "--" not in value and ".." not in value:
         return _model_folder(hub_snapshot(value, flag), flag, value, model_check)
     hint = (

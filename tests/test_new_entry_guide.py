@@ -81,14 +81,18 @@ def _shell(command: str, folder: Path, env: dict[str, str]) -> subprocess.Comple
 
 
 def test_the_guide_has_every_step() -> None:
+    # what each step is: "diff", or the command's verb (cp, or the unlearn-harness command)
     verbs = [
-        step.split()[1] if step.startswith("unlearn-harness") else step.split()[0]
+        "diff"
+        if kind == "diff"
+        else step.split()[1]
+        if step.startswith("unlearn-harness ")
+        else step.split()[0]
         for kind, step in guide_steps()
-        if kind == "bash"
     ]
-    kinds = [kind for kind, _ in guide_steps()]
-    assert verbs[0] == "cp" and {"check", "run", "board", "pack"} <= set(verbs) and kinds.count("diff") == 1
-    assert kinds.index("diff") < verbs.index("check") + 1  # the loss changes before the first check
+    assert verbs[:3] == ["cp", "diff", "check"] and verbs.count("diff") == 1  # copy, change the loss, check
+    assert verbs.index("check") < verbs.index("run") < verbs.index("board") < verbs.index("pack")
+    assert verbs[-1] == "check"  # the packed file is checked last
 
 
 @pytest.mark.slow

@@ -174,3 +174,22 @@ def test_a_hub_id_resolves_to_its_snapshot(tiny_world, monkeypatch) -> None:
     assert hub.calls[0][0] == HUB_ID and hub.calls[0][1]["local_files_only"] is False
     assert resolve_path("model_dir", str(tiny_world.model_dir)) == Path(tiny_world.model_dir).resolve()
     assert len(hub.calls) == 1  # an existing local folder never asks the hub
+
+
+def test_a_hub_id_in_the_task_variable_resolves_too(tiny_world, monkeypatch, capsys) -> None:
+    import huggingface_hub
+
+    from harness.cli.tasks import task_from_flags
+
+    hub = _Hub(tiny_world.model_dir)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub)
+    monkeypatch.setenv("UNLEARN_HARNESS_SEMEVAL25_1B_MODEL_DIR", HUB_ID)
+    spec = task_from_flags("semeval25-1b", {}, runnable=False)
+    assert spec.model_dir == Path(tiny_world.model_dir) and [call[0] for call in hub.calls] == [HUB_ID]
+    monkeypatch.undo()  # the real snapshot_download, offline: the line names the variable
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("UNLEARN_HARNESS_SEMEVAL25_1B_MODEL_DIR", HUB_ID)
+    code, _, err = invoke(["run", str(SUBMISSIONS / "good.py"), "--task", "semeval25-1b"], capsys)
+    assert code == 2 and err.startswith(
+        f"error: $UNLEARN_HARNESS_SEMEVAL25_1B_MODEL_DIR {HUB_ID}: no such local"
+    )

@@ -141,6 +141,10 @@ def task_from_flags(
     that still lacks a required part is one line saying which flag or variable sets it."""
     describe_task(name)  # an unknown task fails before any model is fetched
     chosen = {field: resolve_path(field, value) for field, value in paths.items() if value is not None}
+    for field in MODEL_FIELDS if name != TINY else ():  # $UNLEARN_HARNESS_<TASK>_MODEL_DIR may be a hub id
+        raw = os.environ.get(env_name(name, field), "").strip()
+        if field not in chosen and _HUB_ID.match(raw) and not Path(raw).expanduser().exists():
+            chosen[field] = resolve_path(field, raw, f"${env_name(name, field)}")
     if name == TINY:  # the tiny task's paths are its build's; a flag replaces one
         spec = dataclasses.replace(get_task(name, progress=progress), **chosen)
     else:

@@ -291,12 +291,21 @@ def run_sweep(
     left = [(i, v) for i, v in enumerate(todo) if v.left]
     args = [(str(submission.resolve()), task.name, v.params, v.name, options.budget_s, str(options.results_root),
              options.processes, options.launcher, options.isolation, v.seeds, v.group_id) for _, v in left]  # fmt: skip
-    if options.executor == "local":
-        with ThreadPoolExecutor(max_workers=options.parallel) as pool:
+    if options.executor == "local" and options.parallel == 1:
+        for (i, variant), a in zip(left, args):  # here: Ctrl-C reaches the run, which stops its child
+            outcomes[i] = _finished(variant, run_variant(*a))
+            on_outcome(outcomes[i])
+    elif options.executor == "local":
+        pool = ThreadPoolExecutor(max_workers=options.parallel)
+        try:
             futures = [pool.submit(run_variant, *a) for a in args]
             for (i, variant), future in zip(left, futures):
                 outcomes[i] = _finished(variant, future.result())
                 on_outcome(outcomes[i])
+        except BaseException:  # interrupted: no variant starts any more (those running finish, recorded)
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
     elif left:
         folder = options.results_root / "submitit" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         budget_s = options.budget_s if options.budget_s is not None else task.budget_s

@@ -169,11 +169,13 @@ def sweep(
     if resume:
         records = Store(default_db(results_root)).records(task=task.name)
         todo = sweeps.resume(todo, records, sha256_file(submission), task)
-    done = f", {sum(not v.left for v in todo)} already recorded" if resume else ""
+    runs = len(todo) * (len(run_seeds) if run_seeds else 1)
+    done = f", {sum(len(v.done) for v in todo)} of {runs} runs already recorded" if resume else ""
     per_seed = f" x {len(run_seeds)} seeds" if run_seeds else ""
     console.print(
         f"[bold]sweep[/] {submission.name}: {len(todo)} variants{per_seed} on {task.name} "
-        f"({executor}, {parallel} at a time{done})"
+        f"({executor}, {parallel} at a time{done})",
+        soft_wrap=True,
     )
     options = sweeps.SweepOptions(
         results_root=results_root, budget_s=budget, processes=processes, launcher=launcher, isolation=isolation,
@@ -195,4 +197,9 @@ def sweep(
 def _report(console: Console, name: str, outcome: dict[str, Any]) -> None:
     record = outcome.get("record") or {}
     final = record.get("final_score") if record else outcome.get("final_score")
-    console.print(_status_line(name, outcome["variant"], outcome["status"], final, outcome["message"]))
+    line = _status_line(name, outcome["variant"], outcome["status"], final, outcome["message"])
+    if outcome.get("seeds"):
+        line += f" (mean of seeds {', '.join(map(str, outcome['seeds']))}; group {outcome['group_id']})"
+    if outcome.get("skipped"):
+        line += " [dim]already recorded (--resume)[/]"
+    console.print(line, soft_wrap=True)

@@ -2,7 +2,8 @@
 
 Both paths run in this process on the same checkpoint, one after the other, and their outputs are compared.
 
-(a) the tiny task: the whole `evaluate` (generations, answer NLL, MIA losses, MMLU), exact vs fast, for
+(a) the tiny task, in each of --dtypes (float32 and bfloat16): the whole `evaluate` (generations, answer
+    NLL, MIA losses, MMLU), exact vs fast, with the rows the fast path settled by the exact loop, for
     the target model (which regurgitates every row, so the drafted generation settles nearly all of it)
     and for the gold model (trained on the retain rows only: on forget rows it leaves the expected answer
     and the fast path decodes). A throw-away evaluation warms up first; then the paths alternate
@@ -18,7 +19,7 @@ Both paths run in this process on the same checkpoint, one after the other, and 
 The last line is ``speedup: <ratio>x, identical outputs: yes|no`` for (b). Run:
 
     python benchmarks/eval_speed.py [--rows 64] [--batch-size 16] [--new-tokens 128] [--threads N]
-                                    [--repeats 5] [--skip-tiny] [--skip-lume]
+                                    [--repeats 5] [--dtypes float32,bfloat16] [--skip-tiny] [--skip-lume]
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import torch  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from harness.inference import evaluate, generation  # noqa: E402
+from harness.inference.engine import near_ties  # noqa: E402
 from harness.inference.synthetic import random_olmo, train_tokenizer  # noqa: E402
 from tasks.data import read_rows  # noqa: E402
 
@@ -63,7 +65,7 @@ def _median_run(runs: list[tuple[float, float, dict[str, float], Path]]):
     return sorted(runs, key=lambda run: run[0])[len(runs) // 2]
 
 
-def bench_tiny(repeats: int) -> None:
+def bench_tiny(repeats: int, dtype: str) -> None:
     from tasks.registry import get_task
 
     task = get_task("tiny", {"gold": "true"}, progress=False)
@@ -77,14 +79,16 @@ def bench_tiny(repeats: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for label, model_dir in (("target", task.model_dir), ("gold", task.gold_model_dir)):
             # warm-up: the checkpoint's files, torch's kernels and generate's code paths
-            evaluate(model_dir, task, Path(tmp) / "warm", use_cache=False, progress=False)
+            evaluate(model_dir, task, Path(tmp) / "warm", dtype=dtype, use_cache=False, progress=False)
             runs: dict[str, list[tuple[float, float, dict[str, float], Path]]] = {name: [] for name in paths}
             for repeat in range(repeats):
                 for name, (exact, n) in paths.items():
                     torch.set_num_threads(n)
-                    run_dir = Path(tmp) / f"{label}-{name}-{repeat}"
+                    run_dir = Path(tmp) / f"{dtype}-{label}-{name}-{repeat}"
                     wall, cpu = time.perf_counter(), time.process_time()
-                    result = evaluate(model_dir, task, run_dir, exact=exact, use_cache=False, progress=False)
+                    result = evaluate(
+                        model_dir, task, run_dir, exact=exact, dtype=dtype, use_cache=False, progress=False
+                    )
                     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
                     runs[name].append((wall, cpu, result.timings, run_dir))
             torch.set_num_threads(threads)
@@ -92,17 +96,19 @@ def bench_tiny(repeats: int) -> None:
             for name, (wall, cpu, timings, _) in medians.items():
                 stages = ", ".join(f"{k} {v:.3f}" for k, v in timings.items() if k != "total")
                 print(
-                    f"(a) tiny task, {label} model, {name:8s} ({paths[name][1]} threads): {wall:6.3f} s "
+                    f"(a) tiny task, {dtype}, {label} model, {name:8s} ({paths[name][1]} threads): {wall:6.3f} s "
                     f"({cpu:6.3f} s CPU) for the whole evaluation, {rows / wall:6.1f} rows/s (median of "
                     f"{repeats}); stages: {stages}"
                 )
             reference = runs["exact"][0][3]
             same = all(_same_artifacts(reference, run[3]) for found in runs.values() for run in found)
             exact = min(medians[name][0] for name in paths if name != "fast")
+            settled = near_ties(medians["fast"][3])
             print(
-                f"(a) tiny task, {label} model: speedup {exact / medians['fast'][0]:.1f}x over the faster "
+                f"(a) tiny task, {dtype}, {label} model: speedup {exact / medians['fast'][0]:.1f}x over the faster "
                 f"exact run ({medians['exact'][0] / medians['fast'][0]:.1f}x at {threads} threads each), "
-                f"identical outputs: {'yes' if same else 'no'}"
+                f"identical outputs: {'yes' if same else 'no'}; rows settled by the exact loop at near ties: "
+                f"{settled}"
             )
 
 
@@ -161,6 +167,7 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=5, help="(a): runs of each path (the median is shown)")
     parser.add_argument("--skip-tiny", action="store_true", help="only (b)")
+    parser.add_argument("--dtypes", default="float32,bfloat16", help="(a): the dtypes to evaluate in")
     parser.add_argument("--skip-lume", action="store_true", help="only (a)")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's, one per core)"
@@ -169,7 +176,8 @@ def main() -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if not args.skip_tiny:
-        bench_tiny(args.repeats)
+        for dtype in args.dtypes.split(","):
+            bench_tiny(args.repeats, dtype)
     if not args.skip_lume:
         bench_lume(args.rows, args.batch_size, args.new_tokens)
 

@@ -33,7 +33,11 @@ def _assert_same_artifacts(a: Path, b: Path) -> None:
         assert list(frame.columns) == list(other.columns), name
         assert len(frame) == len(other), name
         for column in frame.columns:
-            if column == "nll" or column.endswith("_probs"):
+            if (
+                column == "nll"
+            ):  # the README's bound for float32 (measured at most 5.7e-6 from the official run)
+                assert other[column].tolist() == pytest.approx(frame[column].tolist(), rel=0, abs=1e-5), name
+            elif column.endswith("_probs"):
                 assert other[column].tolist() == pytest.approx(frame[column].tolist(), rel=1e-4), (
                     name,
                     column,

@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from tasks.errors import DataError
 from tasks.mmlu_categories import CATEGORIES, SUBCATEGORIES
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 ROW_FIELDS = ("id", "input", "output", "task")
+T = TypeVar("T")
 MMLU_ANSWERS = frozenset("ABCD")
 
 
@@ -137,10 +139,17 @@ def _read_parquet_records(path: Path) -> list[dict[str, object]]:
     return table.to_pylist()
 
 
-def read_rows(path: str | os.PathLike[str]) -> list[Row]:
+def first(items: list[T], limit: int | None) -> list[T]:
+    """The first `limit` of `items` (all of them for None): a partial evaluation's share (``--limit``) of
+    a file that was read and validated whole."""
+    return items if limit is None else items[:limit]
+
+
+def read_rows(path: str | os.PathLike[str], *, limit: int | None = None) -> list[Row]:
     """Rows of one .jsonl or .parquet file (fields id, input, output, task; optional split), validated.
 
-    Parquet rows are numbered like lines (row 1 = line 1). Duplicate ids are an error.
+    Parquet rows are numbered like lines (row 1 = line 1). Duplicate ids are an error. `limit` keeps the
+    first rows only (the whole file is still validated).
     """
     path = Path(path)
     if not path.is_file():
@@ -159,7 +168,7 @@ def read_rows(path: str | os.PathLike[str]) -> list[Row]:
             raise DataError(path, f"duplicate id {row.id!r} (first on line {first_line[row.id]})", line)
         first_line[row.id] = line
         rows.append(row)
-    return rows
+    return first(rows, limit)
 
 
 def _split_files(directory: Path, name: str) -> list[Path]:
@@ -260,8 +269,9 @@ class MiaDoc:
     document: str
 
 
-def read_mia(path: str | os.PathLike[str]) -> list[MiaDoc]:
-    """Documents of member.jsonl / nonmember.jsonl: `id` and `document` strings required, rest ignored."""
+def read_mia(path: str | os.PathLike[str], *, limit: int | None = None) -> list[MiaDoc]:
+    """Documents of member.jsonl / nonmember.jsonl: `id` and `document` strings required, rest ignored;
+    `limit` keeps the first documents only (the whole file is still validated)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "no such file")
@@ -283,7 +293,7 @@ def read_mia(path: str | os.PathLike[str]) -> list[MiaDoc]:
             )
         first_line[record["id"]] = line
         docs.append(MiaDoc(id=record["id"], document=record["document"]))
-    return docs
+    return first(docs, limit)
 
 
 # --------------------------------------------------------------------------------------------
@@ -341,10 +351,13 @@ def _read_mmlu_csv(path: Path) -> list[MmluItem]:
     return items
 
 
-def read_mmlu(folder: str | os.PathLike[str], subjects: Sequence[str] | None = None) -> list[MmluSubject]:
+def read_mmlu(
+    folder: str | os.PathLike[str], subjects: Sequence[str] | None = None, *, limit: int | None = None
+) -> list[MmluSubject]:
     """The MMLU subjects of `folder` (``dev/<s>_dev.csv``, ``test/<s>_test.csv``), sorted by name.
 
-    `subjects` None means every ``test/*_test.csv`` (open-instruct's choice).
+    `subjects` None means every ``test/*_test.csv`` (open-instruct's choice). `limit` keeps the first
+    test questions of each subject (the dev split, the shots, stays whole).
     """
     folder = Path(folder)
     if not (folder / "test").is_dir():
@@ -365,5 +378,5 @@ def read_mmlu(folder: str | os.PathLike[str], subjects: Sequence[str] | None = N
         if not dev_path.is_file():
             raise DataError(dev_path, "no such file (the dev split gives the few-shot examples)")
         test = _read_mmlu_csv(folder / "test" / f"{name}_test.csv")
-        out.append(MmluSubject(name=name, dev=_read_mmlu_csv(dev_path), test=test))
+        out.append(MmluSubject(name=name, dev=_read_mmlu_csv(dev_path), test=first(test, limit)))
     return out

@@ -8,7 +8,8 @@ generations (FastEvaluator.answer_pass), then decodes what the drafts left open;
 columns and their rows are the same either way. The artifacts are the official ones
 (official-scoring.md 2.3, 2.7, 4): forget_0.csv / retain_0.csv, mia_results/{member,nonmember}_0.csv,
 mmlu_results/<subject>.csv and mmlu_results/metrics.json; then harness.scoring.score_directory writes
-evaluation_results.jsonl.
+evaluation_results.jsonl. A partial evaluation (``limit``) reads only the first rows of each split, the
+first documents of each MIA side and the first test questions of each MMLU subject, on either path.
 """
 
 from __future__ import annotations
@@ -105,7 +106,12 @@ def _mmlu_files(task: TaskSpec) -> list[Path]:
     return [folder / split / f"{s}_{split}.csv" for s in subjects for split in ("dev", "test")]
 
 
-# Stays whole (66 lines, a third of them signature and docstring): its body is the stage sequence.
+def _check_limit(limit: int | None) -> None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise HarnessError(f"--limit must be a positive integer, not {limit!r}")
+
+
+# Stays whole (75 lines, a third of them signature and docstring): its body is the stage sequence.
 def evaluate(
     checkpoint_dir: Path,
     task: TaskSpec,
@@ -119,6 +125,7 @@ def evaluate(
     use_cache: bool = True,
     processes_quirk: bool = False,
     progress: bool = True,
+    limit: int | None = None,
 ) -> EvalResult:
     """Run the official inference on ``checkpoint_dir`` for ``task`` into ``run_dir`` and score it.
 
@@ -127,11 +134,14 @@ def evaluate(
     the decoding loop's default on a CPU is larger, DEFAULT_DECODE_TOKENS).
     Under torchrun/accelerate (WORLD_SIZE > 1) each process evaluates a shard and rank 0 writes the
     merged artifacts; ``processes_quirk`` keeps the official multi-process padding duplicates instead.
+    ``limit`` makes a partial evaluation (not comparable with a full one): the first ``limit`` rows of each
+    split, documents of each MIA side and test questions of each MMLU subject.
     """
     from harness.scoring import score_directory
 
     started = time.perf_counter()
     checkpoint_dir, run_dir = Path(checkpoint_dir), Path(run_dir)
+    _check_limit(limit)
     for name in ("eval_forget", "eval_retain"):
         path = getattr(task, name)
         if path is None or not Path(path).exists():
@@ -143,6 +153,8 @@ def evaluate(
     if use_cache:
         data = [task.eval_forget, task.eval_retain, *_mia_files(task), *_mmlu_files(task)]
         settings = _settings(task, exact, batch_size, max_tokens, dev, torch_dtype, processes_quirk, world)
+        if limit is not None:  # only then: a full evaluation keeps the key it had before --limit existed
+            settings["limit"] = limit
         key = cache.eval_key(checkpoint_dir, data, settings)
         hit = _from_cache(key, task, run_dir, world)
         if hit is not None:
@@ -163,7 +175,8 @@ def evaluate(
             max_tokens=max_tokens or DEFAULT_TOKENS.get(dev.type, DEFAULT_TOKENS["cpu"]),
             decode_tokens=max_tokens or DEFAULT_DECODE_TOKENS.get(dev.type, DEFAULT_DECODE_TOKENS["cpu"]),
         )
-        artifacts = _run_stages(evaluator, task, run_dir, world, processes_quirk and world.size > 1, timings)
+        quirk = processes_quirk and world.size > 1
+        artifacts = _run_stages(evaluator, task, run_dir, world, quirk, timings, limit)
     if world.main and isinstance(evaluator, FastEvaluator):
         artifacts.append(_write_near_ties(evaluator, run_dir, torch_dtype))
     timings["total"] = time.perf_counter() - started
@@ -210,11 +223,17 @@ def _from_cache(key: str, task: TaskSpec, run_dir: Path, world: distributed.Worl
 
 
 def _run_stages(
-    evaluator: Evaluator, task: TaskSpec, run_dir: Path, world: distributed.World, quirk: bool, timings: dict
+    evaluator: Evaluator,
+    task: TaskSpec,
+    run_dir: Path,
+    world: distributed.World,
+    quirk: bool,
+    timings: dict,
+    limit: int | None = None,
 ) -> list[Path]:
     """The stages in the official order: retain + forget, MIA, MMLU; returns the files written."""
-    groups = mia.read_groups(task, world, quirk) if mia.available(task) else {}
-    splits = _run_splits(evaluator, task, run_dir, world, quirk, timings, mia.documents(groups))
+    groups = mia.read_groups(task, world, quirk, limit) if mia.available(task) else {}
+    splits = _run_splits(evaluator, task, run_dir, world, quirk, timings, mia.documents(groups), limit)
     artifacts = list(splits.artifacts)
     if groups:
         t0 = time.perf_counter()
@@ -222,7 +241,7 @@ def _run_stages(
         timings["mia"] = time.perf_counter() - t0
     if task.mmlu_dir is not None:
         t0 = time.perf_counter()
-        artifacts += _run_mmlu(evaluator, task, run_dir, world)
+        artifacts += _run_mmlu(evaluator, task, run_dir, world, limit)
         timings["mmlu"] = time.perf_counter() - t0
     return artifacts
 
@@ -243,17 +262,18 @@ def _run_splits(
     quirk: bool,
     timings: dict,
     documents: Sequence,
+    limit: int | None = None,
 ) -> _SplitsDone:
     """Generations and answer NLL of the retain and the forget rows, into retain_0.csv and forget_0.csv.
 
     The exact path runs the official loop: retain first, each split's generations and then its NLL. The
     fast path takes both splits and the MIA ``documents`` at once: one loss pass, whose expected answers
     draft the generations (FastEvaluator.answer_pass), then one batched call decodes what the drafts did
-    not settle.
+    not settle. ``limit``: the first rows of each split only (taken before sharding).
     """
     tokenizer = evaluator.tokenizer
     splits = {
-        split: distributed.shard(read_rows(getattr(task, f"eval_{split}")), world, quirk)
+        split: distributed.shard(read_rows(getattr(task, f"eval_{split}"), limit=limit), world, quirk)
         for split in ("retain", "forget")  # the official order: retain first
     }
     outputs: dict[str, list[str]] = {}
@@ -292,12 +312,15 @@ def _run_splits(
     return _SplitsDone(artifacts, document_nll)
 
 
-def _run_mmlu(evaluator: Evaluator, task: TaskSpec, run_dir: Path, world: distributed.World) -> list[Path]:
-    """MMLU choices for every subject (sharded over processes), the per-subject CSVs and metrics.json."""
+def _run_mmlu(
+    evaluator: Evaluator, task: TaskSpec, run_dir: Path, world: distributed.World, limit: int | None = None
+) -> list[Path]:
+    """MMLU choices for every subject (sharded over processes), the per-subject CSVs and metrics.json;
+    ``limit``: the first test questions of each subject only."""
     from harness.scoring.mmlu import aggregate_mmlu
 
     tokenizer = evaluator.tokenizer
-    subjects = read_mmlu(task.mmlu_dir, task.mmlu_subjects)
+    subjects = read_mmlu(task.mmlu_dir, task.mmlu_subjects, limit=limit)
     candidates = mmlu.answer_token_ids(tokenizer)
     flat: list[tuple[int, int, list[int]]] = []
     for s_index, subject in enumerate(subjects):
@@ -317,7 +340,7 @@ def _run_mmlu(evaluator: Evaluator, task: TaskSpec, run_dir: Path, world: distri
         picks = [choice for (s, _), choice in merged if s == s_index]
         correct = [mmlu.LETTERS[pred] == item.answer for (pred, _), item in zip(picks, subject.test)]
         result = mmlu.SubjectResult(subject.name, correct, [probs for _, probs in picks])
-        paths.append(mmlu.write_subject_csv(task.mmlu_dir, result, out_dir))
+        paths.append(mmlu.write_subject_csv(task.mmlu_dir, result, out_dir, limit))
         per_subject[subject.name] = correct
     metrics = aggregate_mmlu(per_subject)
     path = out_dir / "metrics.json"

@@ -29,9 +29,14 @@ def available(task: TaskSpec) -> bool:
     return all(p is not None and Path(p).exists() for p in paths)
 
 
-def read_groups(task: TaskSpec, world: distributed.World, quirk: bool) -> dict[str, list[MiaDoc]]:
-    """This process's share of the member and the non-member documents, in that order."""
-    return {g: distributed.shard(read_mia(getattr(task, f"mia_{g}")), world, quirk) for g in GROUPS}
+def read_groups(
+    task: TaskSpec, world: distributed.World, quirk: bool, limit: int | None = None
+) -> dict[str, list[MiaDoc]]:
+    """This process's share of the member and the non-member documents, in that order (the first `limit`
+    of each side, taken before sharding, for a partial evaluation)."""
+    return {
+        g: distributed.shard(read_mia(getattr(task, f"mia_{g}"), limit=limit), world, quirk) for g in GROUPS
+    }
 
 
 def documents(groups: dict[str, list[MiaDoc]]) -> list[MiaDoc]:

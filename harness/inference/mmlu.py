@@ -144,9 +144,12 @@ def choose_fast(
     return out
 
 
-def write_subject_csv(mmlu_dir: Path, result: SubjectResult, out_dir: Path) -> Path:
-    """``<subject>.csv``: the test file as pandas reads it, then correct and choiceA..D_probs (open-instruct)."""
+def write_subject_csv(mmlu_dir: Path, result: SubjectResult, out_dir: Path, limit: int | None = None) -> Path:
+    """``<subject>.csv``: the test file as pandas reads it, then correct and choiceA..D_probs (open-instruct);
+    ``limit``: its first rows only (a partial evaluation)."""
     frame = pd.read_csv(Path(mmlu_dir) / "test" / f"{result.name}_test.csv", header=None)
+    if limit is not None:
+        frame = frame.head(limit)
     frame["correct"] = result.correct
     for j, letter in enumerate(LETTERS):
         frame[f"choice{letter}_probs"] = [p[j] for p in result.probs]

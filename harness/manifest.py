@@ -2,7 +2,8 @@
 
 One JSON file per run directory (manifest.json, written atomically): the submission (sha256 and the
 path of its copy), parameters, task, harness version and git sha, package versions, Python, device and
-driver, seeds, timings per stage, budget used, peak memory, isolation mode and the outcome.
+driver, seeds, timings per stage, budget used, peak memory, isolation mode, the evaluation's limit (a
+partial evaluation) and the outcome.
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ class Manifest:
     peak_rss_mb: float | None = None
     peak_gpu_mb: float | None = None
     memory_cap_mb: float | None = None
+    #: a partial evaluation (--limit N): rows per split, MIA documents per side, MMLU questions per subject;
+    #: None: the whole scored data (the only comparable evaluation)
+    limit: int | None = None
     seeds: dict[str, Any] = field(default_factory=dict)
     checkpoint: dict[str, Any] | None = None
     harness: dict[str, Any] = field(default_factory=dict)

@@ -94,6 +94,9 @@ class RunOptions:
     group_id: str | None = None
     #: after scoring, run the robustness audit (harness.audit) and record its robust forget score
     audit: bool = False
+    #: a partial evaluation (--limit): the first N rows per split, MIA documents per side and MMLU questions
+    #: per subject; recorded, and the board ranks the run apart from full ones (not comparable)
+    limit: int | None = None
 
 
 def _slug(text: str) -> str:
@@ -363,7 +366,11 @@ class _Run:
             from harness.inference import evaluate
 
             self.scores = evaluate(
-                staged.out_dir, self.task, self.run_dir, progress=self.options.progress
+                staged.out_dir,
+                self.task,
+                self.run_dir,
+                progress=self.options.progress,
+                limit=self.options.limit,
             ).scores
         except Exception as exc:  # noqa: BLE001 - an evaluation failure is a status, not a traceback
             self.status = Status.EVAL_ERROR
@@ -409,7 +416,7 @@ class _Run:
             unchanged=bool(self.checkpoint and self.checkpoint.unchanged), intervals=self.intervals,
             budget_s=o.budget_s, budget_used_s=round(box.wall_s, 3) if box else None,
             peak_rss_mb=round(box.peak_rss_mb, 1) if box else None, peak_gpu_mb=box.peak_gpu_mb if box else None,
-            isolation=self.mode, group_id=o.group_id, seed=o.seed, robust_forget=self.robust_forget,
+            isolation=self.mode, group_id=o.group_id, seed=o.seed, robust_forget=self.robust_forget, limit=o.limit,
         )  # fmt: skip
 
     def _manifest(self, row: RunRecord) -> Manifest:
@@ -425,7 +432,7 @@ class _Run:
             variant=o.variant, params=o.params, task=task_summary(self.task), launcher=o.launcher,
             processes=o.processes, isolation=self.mode, budget_s=o.budget_s, budget_used_s=row.budget_used_s,
             timings=row.timings, peak_rss_mb=row.peak_rss_mb, peak_gpu_mb=row.peak_gpu_mb,
-            memory_cap_mb=o.memory_cap_mb,
+            memory_cap_mb=o.memory_cap_mb, limit=o.limit,
             seeds={"run": o.seed, "group": o.group_id, "params": seeds, "task": self.task.extra.get("seed"),
                    "PYTHONHASHSEED": str(o.seed) if o.seed is not None else os.environ.get("PYTHONHASHSEED")},
             checkpoint=self.checkpoint.to_json() if self.checkpoint else None, command=box.command if box else [],
@@ -462,7 +469,7 @@ def run_submission(
     """Run `submission` on `task` through the whole lifecycle (see the module docstring).
 
     `options` are `RunOptions`' fields: params, variant, results_root, record, progress, score,
-    isolation, memory_cap_mb, grace_s, on_output, seed, group_id, audit.
+    isolation, memory_cap_mb, grace_s, on_output, seed, group_id, audit, limit.
     """
     submission = Path(submission)
     run = _Run(submission, task, _options(task, budget_s, launcher, processes, **options))

@@ -17,7 +17,11 @@ Rules:
 - a row is "tied with the leader" when its 95% final-score interval overlaps the leader's: the two-level
   (seeds, then rows) interval of a group, the row interval of a one-seed group;
 - failed runs (a status other than OK/SALVAGED, or no final score) are listed with their status, never ranked;
-  a group's other seeds still make its row, flagged with how many seeds failed.
+  a group's other seeds still make its row, flagged with how many seeds failed;
+- a partial evaluation (a run with a ``limit``: ``--limit N`` scored only the first N rows per split, MIA
+  documents per side and MMLU questions per subject) is not comparable with a full one: such groups go to a
+  separate "limited" table, in score order, unranked and flagged, never among the ranked rows (nor below the
+  threshold). A group is limited when any of its seeds is.
 """
 
 from __future__ import annotations
@@ -81,6 +85,8 @@ class Board:
     failed: tuple[BoardRow, ...]
     has_threshold: bool
     all_runs: bool
+    #: partial evaluations (runs with a --limit): unranked, apart from every full run
+    limited: tuple[BoardRow, ...] = ()
 
 
 def is_failed(record: RunRecord) -> bool:
@@ -119,11 +125,19 @@ def _flags(group: SeedGroup) -> list[str]:
         )  # harness.audit's headline, seed mean
     if any(r.isolation == "none" for r in group.records):
         flags.append("unisolated")  # ran as a plain child: it could have changed its own score
+    limits = sorted({r.limit for r in group.records if r.limit is not None})
+    if limits:  # scored on the first N rows only: not comparable with a full evaluation
+        flags.append(f"limited to {', '.join(map(str, limits))} (partial evaluation, not comparable)")
     if group.failed:
         flags.append(f"{group.failed} of {group.size + group.failed} seeds failed (not averaged in)")
     if group.note and group.size > 1:
         flags.append(group.note)
     return flags
+
+
+def _limited(group: SeedGroup) -> bool:
+    """A partial evaluation (--limit) in the group: it is never ranked against full runs."""
+    return any(r.limit is not None for r in group.records)
 
 
 def _failure(record: RunRecord) -> str:
@@ -190,12 +204,12 @@ def rank_board(
         replace(g, failed=failed_per_group.get(g.group_id, 0))
         for g in group_records(r for r in records if not is_failed(r))
     ]
-    counts: dict[tuple[str, str, str], list[SeedGroup]] = {}
+    counts: dict[tuple[str, str, str, bool], list[SeedGroup]] = {}  # a variant's full and limited runs apart
     for group in groups:
-        counts.setdefault(_variant(group.first), []).append(group)
+        counts.setdefault((*_variant(group.first), _limited(group)), []).append(group)
 
     def row(group: SeedGroup, rank: int | None = None, tied: bool = False) -> BoardRow:
-        same = counts[_variant(group.first)]
+        same = counts[(*_variant(group.first), _limited(group))]
         return BoardRow(group, rank, tied, tuple(_flags(group)), len(same), all(g.size == 1 for g in same))
 
     def shown(chosen: dict[tuple[str, str, str], list[SeedGroup]]) -> list[SeedGroup]:
@@ -204,7 +218,8 @@ def rank_board(
             return sorted(picked, key=_order)
         return sorted((with_intervals(g, n=resamples, seed=seed) for g in picked), key=_order)
 
-    entries = [g for g in groups if g.first.role == "entry"]
+    limited = _best((g for g in groups if g.first.role == "entry" and _limited(g)), all_runs)
+    entries = [g for g in groups if g.first.role == "entry" and not _limited(g)]
     has_threshold = any(g.eligible is not None for g in entries)
     main = _best((g for g in entries if g.eligible is not False), all_runs)
     below = _best((g for g in entries if g.eligible is False), all_runs)
@@ -222,7 +237,8 @@ def rank_board(
         BoardRow(SeedGroup(r.run_id, (r,)), None, False, (*_flags(SeedGroup(r.run_id, (r,))), _failure(r)), n)
         for r, n in _latest(failed, all_runs)
     )
-    return Board(task, tuple(rows), below_rows, failed_rows, has_threshold, all_runs)
+    limited_rows = tuple(row(g) for g in shown(limited))
+    return Board(task, tuple(rows), below_rows, failed_rows, has_threshold, all_runs, limited_rows)
 
 
 def rank_all(

@@ -84,6 +84,9 @@ class RunRecord:
     isolation: str | None = None
     #: the robustness audit's headline (harness.audit: the worst forget score across its attacks); None: not audited
     robust_forget: float | None = None
+    #: a partial evaluation (``--limit N``: the first N rows per split, MIA documents per side, MMLU
+    #: questions per subject); not comparable with a full one, so the board ranks it apart. None: full
+    limit: int | None = None
 
     @property
     def scored(self) -> bool:

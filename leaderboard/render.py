@@ -24,10 +24,11 @@ HEADLINE_TITLES = {
     "mmlu_average": "MMLU",
 }
 TIE_MARK = "≈"
-SECTIONS = ("ranked", "below_threshold", "failed")
+SECTIONS = ("ranked", "below_threshold", "limited", "failed")
 SECTION_TITLES = {
     "ranked": "Ranked",
     "below_threshold": "Below the utility threshold (honorary mentions, not ranked)",
+    "limited": "Partial evaluations (--limit: not comparable with full runs, not ranked)",
     "failed": "Failed runs (not ranked)",
 }
 
@@ -127,6 +128,7 @@ def row_to_dict(row: BoardRow, board: Board) -> dict[str, Any]:
         "unchanged": record.unchanged,
         "isolation": record.isolation,
         "robust_forget": record.robust_forget,
+        "limit": record.limit,
         "intervals": {key: list(value) for key, value in group.intervals.items()},
         "row_intervals": {key: list(value) for key, value in group.row_intervals.items()},
         "terms": None if (terms := group.terms()) is None else list(terms),
@@ -156,7 +158,7 @@ def boards_to_csv(boards: list[Board]) -> str:
     columns += ["submission", "variant", "role", "status", "created_at"]
     for key in (*HEADLINES, "auc"):
         columns += [key] + ([f"{key}_sd", f"{key}_low", f"{key}_high"] if key != "auc" else [])
-    columns += ["eligible", "unchanged", "isolation", "robust_forget", "runs", "flags", "run_dir"]
+    columns += ["eligible", "unchanged", "isolation", "robust_forget", "limit", "runs", "flags", "run_dir"]
     columns += [term_column(label) for label in TERM_LABELS]  # empty for a task without the official 12
     out = io.StringIO()
     writer = csv.DictWriter(out, columns, lineterminator="\n")

@@ -27,13 +27,13 @@ from leaderboard.record import RunRecord
 #: PRAGMA application_id of a leaderboard file ("ULHB" in ASCII)
 APPLICATION_ID = 0x554C4842
 #: the schema version this code writes (PRAGMA user_version); see MIGRATIONS
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DB_NAME = "leaderboard.sqlite"
 RESULTS_ENV = "UNLEARN_HARNESS_RESULTS"
 BUSY_TIMEOUT_S = 60.0
 
 _JSON_FIELDS = ("params", "terms", "intervals", "timings")
-_INT_FIELDS = ("seed", "world_seed")
+_INT_FIELDS = ("seed", "world_seed", "limit")
 _BOOL_FIELDS = ("eligible", "unchanged")
 _REAL_FIELDS = (
     "task_aggregate",
@@ -103,6 +103,11 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
         3,
         "provenance and audit: the isolation a run had, its robust forget score (older rows: NULL)",
         ("ALTER TABLE runs ADD COLUMN isolation TEXT", "ALTER TABLE runs ADD COLUMN robust_forget REAL"),
+    ),
+    (
+        4,
+        "partial evaluations: the --limit of a run (older rows: NULL, a full evaluation)",
+        ('ALTER TABLE runs ADD COLUMN "limit" INTEGER',),
     ),
 )
 
@@ -279,7 +284,8 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         row = tuple(_to_sql(getattr(record, name), name) for name in _FIELDS)
         placeholders = ", ".join("?" for _ in _FIELDS)
-        sql = f"INSERT INTO runs ({', '.join(_FIELDS)}) VALUES ({placeholders})"
+        columns = ", ".join(f'"{name}"' for name in _FIELDS)  # quoted: "limit" is an SQL keyword
+        sql = f"INSERT INTO runs ({columns}) VALUES ({placeholders})"
 
         def write(conn: sqlite3.Connection) -> None:
             if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:

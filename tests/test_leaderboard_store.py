@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import sqlite3
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -112,7 +113,7 @@ def test_schema_version_and_migrations_table(tmp_path: Path) -> None:
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert [v for (v,) in conn.execute("SELECT version FROM schema_migrations")] == [1, 2, 3]
+    assert [v for (v,) in conn.execute("SELECT version FROM schema_migrations")] == [1, 2, 3, 4]
     conn.close()
 
 
@@ -252,8 +253,8 @@ def test_an_old_schema_database_is_read_and_migrated(tmp_path: Path) -> None:
     new = make_record("new", None, minute=5, group_id="g7", seed=2, world_seed=1)
     store.add(new)
     conn = sqlite3.connect(path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
-    assert [v for (v,) in conn.execute("SELECT version FROM schema_migrations")] == [1, 2, 3]
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert [v for (v,) in conn.execute("SELECT version FROM schema_migrations")] == [1, 2, 3, 4]
     assert "runs_group" in {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
     conn.close()
     back = store.records()
@@ -316,3 +317,11 @@ def test_check_refuses_a_read_only_database(tmp_path: Path) -> None:
             store.check()
     finally:
         store.path.chmod(0o644)
+
+
+def test_a_limited_run_keeps_its_limit(tmp_path: Path) -> None:
+    """The "limit" column (an SQL keyword, quoted) stores a partial evaluation's --limit; a full run's is NULL."""
+    store = Store(tmp_path / "lb.sqlite")
+    store.add(replace(make_record("full", None), limit=None))
+    store.add(replace(make_record("part", None, minute=1), limit=4))
+    assert [(r.run_id, r.limit) for r in store.records()] == [("full", None), ("part", 4)]

@@ -29,6 +29,23 @@ from leaderboard.status import Status
 
 HEADLINES = ("final_score", "task_aggregate", "mia_score", "mmlu_average")
 
+limit_option = click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="A quick, partial evaluation: the first N rows per split, MIA documents per side and MMLU questions "
+    "per subject. Recorded, and ranked apart on the board (not comparable with a full evaluation).",
+)
+
+
+def limit_line(limit: int) -> str:
+    """What a partial evaluation (--limit) scored, in one line."""
+    return (
+        f"partial evaluation (--limit {limit}): the first {limit} rows per split, MIA documents per side "
+        "and MMLU questions per subject; not comparable with a full evaluation"
+    )
+
 
 def parse_set(values: tuple[str, ...]) -> dict[str, Any]:
     """``key=value`` pairs -> keyword arguments; values are JSON literals when they parse (1e-5, 3, true)."""
@@ -184,6 +201,8 @@ def _print_result(result: RunResult, console: Console, *, results_root: Path | N
         gpu = f", GPU {record.peak_gpu_mb:.0f} MB" if record.peak_gpu_mb is not None else ""
         table.add_row("peak memory", f"RSS {record.peak_rss_mb:.0f} MB{gpu}")
     table.add_row("timings", ", ".join(f"{k} {v:.2f} s" for k, v in record.timings.items()))
+    if record.limit is not None:
+        table.add_row("evaluation", limit_line(record.limit))
     console.print(table)
     if result.ok and record.final_score is not None:
         for line in explain(record, _target_final(result, results_root) if results_root else None):
@@ -337,13 +356,14 @@ def _official_load_problems(result: RunResult) -> list[str]:
 @click.option(
     "--quiet", is_flag=True, help="Do not show the submission's output while it runs (it is logged)."
 )
+@limit_option
 @task_path_options()
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as one JSON object.")
 def run_command(
     submission: Path, task_name: str, budget: float | None, sets: tuple[str, ...], variant: str | None,
     processes: int, launcher: str, results: Path | None, no_record: bool, grace: float, isolation: str,
     memory_cap_mb: float | None, seeds: str | None, world_seeds: str | None, with_audit: bool, quiet: bool,
-    as_json: bool, **paths: str | None,
+    limit: int | None, as_json: bool, **paths: str | None,
 ) -> None:  # fmt: skip
     """Run SUBMISSION on a task under its budget, validate and score the checkpoint, record the run.
 
@@ -356,11 +376,14 @@ def run_command(
         budget_s=budget, params=params, variant=variant, processes=processes, launcher=launcher,
         results_root=_results_root(results), record=not no_record, progress=not as_json, isolation=isolation,
         memory_cap_mb=memory_cap_mb, grace_s=grace, on_output=None if quiet or as_json else LiveOutput(), audit=with_audit,
+        limit=limit,
     )  # fmt: skip
+    # a fresh board gets the untouched target (and gold) beside the run: full evaluations, so not for a quick look
+    references = not no_record and limit is None
     if run_seeds is None and worlds is None:
         task = _task(task_name, paths)
         result = run_submission(submission, task, **options)
-        if not no_record:  # a fresh board gets the untouched target (and gold) beside the run
+        if references:
             record_missing_rows([task], options["results_root"], progress=not as_json)
         if as_json:
             click.echo(json.dumps(result.to_json(), default=str))
@@ -369,7 +392,7 @@ def run_command(
         sys.exit(0 if result.ok else 1)
     tasks = _worlds(task_name, worlds, paths)
     group_id, results_ = run_group(submission, tasks, run_seeds or [0], **options)
-    if not no_record:
+    if references:
         record_missing_rows(tasks, options["results_root"], progress=not as_json)
     if as_json:
         click.echo(json.dumps({"group_id": group_id, "runs": [r.to_json() for r in results_]}, default=str))
@@ -398,11 +421,12 @@ def pack_command(submission: Path, output: Path, as_json: bool) -> None:
         click.echo(json.dumps(report.to_json()))
     else:
         console = Console(highlight=False)
-        console.print(f"wrote {report.output} (sha256 {report.sha256[:16]})")
+        # soft_wrap: a path is never split across lines (a pipe, a CI log, a narrow terminal)
+        console.print(f"wrote {report.output} (sha256 {report.sha256[:16]})", soft_wrap=True)
         for name, path in sorted(report.embedded.items()):
-            console.print(f"  embedded module {name} from {path}")
+            console.print(f"  embedded module {name} from {path}", soft_wrap=True)
         for problem in report.check.problems if report.check else []:
             console.print(f"  {problem}", soft_wrap=True)
         packages = ", ".join(report.requested_packages) or "none"
-        console.print(f"packages to request on the submission form: {packages}")
+        console.print(f"packages to request on the submission form: {packages}", soft_wrap=True)
     sys.exit(0 if report.check is None or report.check.ok else 1)

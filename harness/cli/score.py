@@ -4,6 +4,7 @@
 official scorer output directory; ``unlearn-harness score CHECKPOINT --task NAME`` first runs the
 official inference (harness.inference.evaluate) into a run directory, then scores it the same way.
 CHECKPOINT (or ``--model``) may be a Hugging Face hub id; the scored-data flags replace the task's files.
+``--limit N`` makes the checkpoint mode a quick, partial evaluation (not comparable with a full one).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import click
 from rich.console import Console
 
 from harness.cli._group import cli
+from harness.cli.run import limit_line, limit_option
 from harness.cli.tasks import PATH_FLAGS, SCORED_FIELDS, resolve_path, task_from_flags, task_path_options
 from harness.errors import HarnessError
 from harness.scoring import VERSIONS, Scores, score_directory
@@ -43,6 +45,7 @@ def _evaluate_checkpoint(
     dtype: str | None,
     progress: bool,
     official_env: bool = False,
+    limit: int | None = None,
 ) -> tuple[Scores, Path, str]:
     """The scores, the run directory and a line saying which environment's numerics they come from."""
     from harness.inference import evaluate
@@ -66,6 +69,7 @@ def _evaluate_checkpoint(
         dtype=dtype,
         use_cache=use_cache,
         progress=progress,
+        limit=limit,
     )
     return result.scores, result.run_dir, _source_line(result.run_dir, exact)
 
@@ -101,7 +105,40 @@ def _in_official_env(
     return scores, Path(run_dir), line
 
 
-# `score` stays whole (66 lines): one click command, its two modes (checkpoint, generations) side by side.
+def _refuse_with_generations(task_name: str | None, paths: dict[str, str | None], limit: int | None) -> None:
+    """The checkpoint mode's flags, given with --generations: one line naming the first."""
+    if task_name is not None:
+        raise HarnessError("--task goes with CHECKPOINT, not with --generations")
+    if given := [PATH_FLAGS[field] for field, value in paths.items() if value is not None]:
+        raise HarnessError(f"{given[0]} goes with CHECKPOINT --task, not with --generations")
+    if limit is not None:
+        raise HarnessError(
+            "--limit goes with CHECKPOINT --task (it limits the evaluation), not with --generations"
+        )
+
+
+def _refuse_with_checkpoint(
+    task_name: str | None,
+    mmlu_metrics: Path | None,
+    official_env: bool,
+    batch_size: int | None,
+    max_tokens: int | None,
+    no_cache: bool,
+    limit: int | None,
+) -> None:
+    """What the checkpoint mode lacks or cannot take: one line naming it."""
+    if task_name is None:
+        raise HarnessError("CHECKPOINT needs --task NAME (see `unlearn-harness tasks`)")
+    if mmlu_metrics is not None:
+        raise HarnessError("--mmlu goes with --generations; a checkpoint's MMLU is evaluated on the task")
+    if official_env and (batch_size is not None or max_tokens is not None or no_cache or limit is not None):
+        raise HarnessError(
+            "--official-env runs the exact path on the whole data: --batch-size, --max-tokens, --no-cache "
+            "and --limit do not apply"
+        )
+
+
+# `score` stays whole (80 lines, a third of them parameters): one click command, its two modes side by side.
 @cli.command()
 @click.argument("checkpoint", required=False)
 @click.option(
@@ -154,6 +191,7 @@ def _in_official_env(
     help="Checkpoint mode: evaluate and score in the organisers' environment (transformers 4.45.2; "
     "`unlearn-harness env official` creates it) with the exact path.",
 )
+@limit_option
 @task_path_options(*SCORED_FIELDS)
 @click.option("--no-write", is_flag=True, help="Generations mode: do not write the results into DIR.")
 @click.option("--json", "as_json", is_flag=True, help="Print the official results object as JSON on stdout.")
@@ -173,6 +211,7 @@ def score(
     dtype: str | None,
     run_dir: Path | None,
     official_env: bool,
+    limit: int | None,
     no_write: bool,
     as_json: bool,
     **paths: str | None,
@@ -190,10 +229,7 @@ def score(
     if (checkpoint is None) == (generations is None):
         raise HarnessError("give exactly one of CHECKPOINT or --generations DIR")
     if generations is not None:
-        if task_name is not None:
-            raise HarnessError("--task goes with CHECKPOINT, not with --generations")
-        if given := [PATH_FLAGS[field] for field, value in paths.items() if value is not None]:
-            raise HarnessError(f"{given[0]} goes with CHECKPOINT --task, not with --generations")
+        _refuse_with_generations(task_name, paths, limit)
         scores = score_directory(
             generations,
             mmlu_metrics=mmlu_metrics,
@@ -203,14 +239,9 @@ def score(
         )
         where = generations
     else:
-        if task_name is None:
-            raise HarnessError("CHECKPOINT needs --task NAME (see `unlearn-harness tasks`)")
-        if mmlu_metrics is not None:
-            raise HarnessError("--mmlu goes with --generations; a checkpoint's MMLU is evaluated on the task")
-        if official_env and (batch_size is not None or max_tokens is not None or no_cache):
-            raise HarnessError(
-                "--official-env runs the exact path: --batch-size, --max-tokens and --no-cache do not apply"
-            )
+        _refuse_with_checkpoint(
+            task_name, mmlu_metrics, official_env, batch_size, max_tokens, no_cache, limit
+        )
         scores, where, source = _evaluate_checkpoint(
             checkpoint,
             flag,
@@ -225,6 +256,7 @@ def score(
             dtype=dtype,
             progress=not as_json,
             official_env=official_env,
+            limit=limit,
         )
         if scoring_version != "v3" or mmlu_threshold is not None:  # rescore the run's files as asked
             scores = score_directory(
@@ -241,3 +273,5 @@ def score(
     console.print(f"artifacts: {where}", soft_wrap=True)
     if generations is None:
         console.print(source, soft_wrap=True)
+    if limit is not None:
+        console.print(f"[yellow]{limit_line(limit)}[/]", soft_wrap=True)

@@ -20,6 +20,7 @@ from rich.table import Table
 
 from harness.cli._group import cli
 from harness.errors import HarnessError
+from leaderboard.render import print_whole
 from tasks.registry import TINY, describe_task, env_name, get_task, list_tasks, validate_task
 from tasks.spec import PATH_FIELDS, SETTING_FIELDS, TaskSpec
 
@@ -191,12 +192,12 @@ def tasks_command(check: bool, as_json: bool) -> None:
         click.echo(json.dumps([_spec_json(spec, counts.get(spec.name)) for spec in specs], indent=2))
         return
     table = Table(title="tasks")
-    table.add_column("task", style="bold")
-    table.add_column("status")
-    table.add_column("missing")
-    table.add_column("description")
+    table.add_column("task", style="bold", overflow="fold")  # never cut a name or a path (pipes, CI logs)
+    table.add_column("status", overflow="fold")
+    table.add_column("missing", overflow="fold")
+    table.add_column("description", overflow="fold")
     if check:
-        table.add_column("rows (forget/retain, MIA, MMLU)")
+        table.add_column("rows (forget/retain, MIA, MMLU)", overflow="fold")
     for spec in specs:
         missing = spec.missing()
         status = "[green]ready[/green]" if not missing else "[yellow]incomplete[/yellow]"
@@ -212,7 +213,7 @@ def tasks_command(check: bool, as_json: bool) -> None:
                 f"{c.get('mmlu_subjects', '-')} subj. {c.get('mmlu_test_questions', '-')} q."
             )
         table.add_row(*row)
-    Console().print(table)
+    print_whole(Console(), table)
 
 
 @cli.group("task")
@@ -255,9 +256,9 @@ def build_command(
         click.echo(json.dumps(build.to_json(), indent=2))
         return
     table = Table(title=f"tiny world (size {size}, seed {seed})", show_header=False)
-    table.add_column("what", style="bold")
-    table.add_column("path")
+    table.add_column("what", style="bold", overflow="fold")
+    table.add_column("path", overflow="fold")  # whole paths: a pipe or a CI log gets them uncut
     for key, value in build.to_json().items():
         if key not in ("seed", "size"):
             table.add_row(key, "-" if value is None else str(value))
-    Console().print(table)
+    print_whole(Console(), table)

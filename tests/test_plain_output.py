@@ -1,0 +1,58 @@
+"""Output for scripts and pipes: narrow consoles never cut a name or a path (`tasks`, `task build tiny`,
+`pack`), and `run --json` on a cold cache (the tiny world built first) prints one JSON object on stdout,
+with the build's progress on stderr."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_runner import SUBMISSIONS
+from test_runner_cli import invoke
+
+from tasks.registry import list_tasks
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_narrow_pipes_get_whole_names_and_paths(tiny_task, tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "50")  # stdout is captured: not a terminal, like `| cat`
+    code, out, _ = invoke(["tasks"], capsys)
+    assert code in (0, None)
+    assert "…" not in out and all(name in out for name in list_tasks())
+    assert "semeval25-1b" in out and "semeval25-7b" in out
+
+    monkeypatch.setenv("COLUMNS", "60")
+    code, out, _ = invoke(["task", "build", "tiny"], capsys)
+    assert code in (0, None)
+    assert "…" not in out
+    for path in (tiny_task.model_dir, tiny_task.mia_nonmember, tiny_task.mmlu_dir):
+        assert any(str(path) in line for line in out.splitlines()), path  # on one line, not folded
+
+    monkeypatch.setenv("COLUMNS", "40")
+    output = tmp_path / "a-folder-with-a-rather-long-name" / "packed_entry.py"
+    code, out, _ = invoke(["pack", str(SUBMISSIONS / "good.py"), "-o", str(output)], capsys)
+    assert code == 0 and output.is_file()
+    assert any(line.startswith(f"wrote {output} (sha256 ") for line in out.splitlines()), out
+    assert f"  embedded module _fixture_io from {SUBMISSIONS / '_fixture_io.py'}" in out.splitlines()
+
+
+@pytest.mark.slow
+def test_run_json_on_a_cold_cache_prints_only_json(tmp_path: Path) -> None:
+    """One cold build of the smallest world (size tiny, about 1-2 minutes on 2 cores): stdout is exactly the
+    run's JSON object, the build's progress is on stderr."""
+    env = {**os.environ, "UNLEARN_HARNESS_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    env.pop("UNLEARN_HARNESS_RESULTS", None)
+    args = [sys.executable, "-m", "harness", "run", str(SUBMISSIONS / "good.py"), "--task", "tiny", "--json"]
+    args += ["--results", str(tmp_path / "results"), "--no-record", "--set", 'mode="copy"']
+    done = subprocess.run(args, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads(done.stdout)  # the whole of stdout: one JSON object, nothing before or after it
+    assert record["status"] == "OK" and record["task"] == "tiny"
+    assert done.stdout.strip().startswith("{") and done.stdout.count("\n") <= 1
+    assert "tiny world: target model" in done.stderr  # the build happened here, and reported on stderr
+    assert any((tmp_path / "cache").glob("tiny-tiny-seed0-*/model/config.json"))

@@ -126,6 +126,8 @@ def _same_run(record: RunRecord, sha: str, task: TaskSpec, params: dict[str, Any
 
     if record.role != "entry" or record.status not in SCORED or record.submission_sha256 != sha:
         return False
+    if record.limit is not None:  # a partial evaluation (run --limit) is not the full run a sweep records
+        return False
     if record.task != task.name or record.world_seed != _world_seed(task):
         return False
     recorded = dict(record.params)

@@ -120,3 +120,17 @@ def test_a_limited_group_is_ranked_apart_and_flagged(tmp_path: Path) -> None:
     header = lines[0].split(",")
     sections = {line.split(",")[header.index("run_id")]: line.split(",")[1] for line in lines[1:]}
     assert sections == {"full": "ranked", "part": "limited", "other": "limited"}
+
+
+def test_sweep_resume_does_not_take_a_limited_run_for_the_full_one() -> None:
+    from dataclasses import replace
+
+    from harness import sweep as sweeps
+    from tasks.registry import describe_task
+
+    task = describe_task("tiny")  # nothing is built
+    (todo,) = sweeps.plan({"lr": [1e-4]}, {}, None)
+    full = make_record("full", None, params={"lr": 1e-4}, status="OK", final_score=0.5, world_seed=0)
+    limited = replace(full, run_id="quick", limit=LIMIT)
+    assert [r.run_id for r in sweeps.resume([todo], [full], full.submission_sha256, task)[0].done] == ["full"]
+    assert sweeps.resume([todo], [limited], full.submission_sha256, task)[0].left

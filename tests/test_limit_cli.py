@@ -12,8 +12,9 @@ import pytest
 from test_runner import SUBMISSIONS
 from test_runner_cli import invoke
 
+from leaderboard.html import boards_to_html
 from leaderboard.ranking import rank_board
-from leaderboard.render import boards_to_csv, boards_to_json
+from leaderboard.render import boards_to_csv, boards_to_json, boards_to_markdown
 from tasks.data import read_mmlu
 
 sys.path.insert(0, str(Path(__file__).parent / "fixtures" / "leaderboard"))
@@ -120,6 +121,10 @@ def test_a_limited_group_is_ranked_apart_and_flagged(tmp_path: Path) -> None:
     header = lines[0].split(",")
     sections = {line.split(",")[header.index("run_id")]: line.split(",")[1] for line in lines[1:]}
     assert sections == {"full": "ranked", "part": "limited", "other": "limited"}
+    page = boards_to_html([board])
+    assert "Partial evaluations (--limit: not comparable with full runs, not ranked)" in page
+    assert "limited to 8 (partial evaluation, not comparable)" in page
+    assert "Partial evaluations" in boards_to_markdown([board])
 
 
 def test_sweep_resume_does_not_take_a_limited_run_for_the_full_one() -> None:

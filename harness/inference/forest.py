@@ -70,8 +70,10 @@ class Readout:
     greedy: tuple[int, ...]
     loss: float
     probs: tuple[float, ...] | None = None
-    #: per greedy position, how far the argmax's logit is above the runner-up's (ties.py)
+    #: per greedy position, the argmax's relative lead over the runner-up (ties.py)
     margins: tuple[float, ...] = ()
+    #: with candidates: the relative lead of the likeliest candidate over the next one (ties.py)
+    choice_margin: float | None = None
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -279,16 +281,26 @@ def read(
                 last[k] = logits[k - done].clone()  # not a view that keeps the whole chunk
             done += n
         probs: dict[int, tuple[float, ...]] = {}
+        leads: dict[int, float] = {}
         if lasts:
             ks = sorted(last)
-            values = candidate_probs(torch.stack([last[k] for k in ks]), candidates)
+            stacked = torch.stack([last[k] for k in ks])
+            values = candidate_probs(stacked, candidates)
             probs = {lasts[k]: tuple(v) for k, v in zip(ks, values.tolist())}
+            if len(candidates) > 1:
+                top = stacked[:, list(candidates)].topk(2, dim=-1).values
+                lead = (top[:, 0] - top[:, 1]) / stacked.max(-1).values.abs().clamp(min=1.0)
+                leads = {lasts[k]: v for k, v in zip(ks, lead.tolist())}
         out: list[list[tuple[int, Readout]]] = [[] for _ in batch]
         for b, i, start, n in spans:
             nll = token_nll[start : start + n - 1]
             loss = sum(nll) / len(nll) if nll else math.nan
             readout = Readout(
-                tuple(greedy[start : start + n]), loss, probs.get(i), tuple(margins[start : start + n])
+                tuple(greedy[start : start + n]),
+                loss,
+                probs.get(i),
+                tuple(margins[start : start + n]),
+                leads.get(i),
             )
             out[b].append((i, readout))
         if on_rows is not None:

@@ -65,7 +65,7 @@ def settle(evaluator: Evaluator, docs: Sequence[MiaDoc], nll: list[float], membe
         near = set()
         for k, a in enumerate(order):
             for b in order[k + 1 :]:
-                if nll[b] - nll[a] >= tol:
+                if nll[b] - nll[a] >= tol * max(1.0, abs(nll[b])):  # relative, as ties.py
                     break
                 if (a < members) != (b < members):
                     near |= {a, b} - exact

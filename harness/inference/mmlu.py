@@ -131,14 +131,12 @@ def choose_fast(
     out = []
     exact = 0
     for ids, r in zip(prompts, readouts):
-        first, second = sorted(r.probs, reverse=True)[:2]
-        # the lead of the pick in logits: log(p1 / p2), the same softmax denominator
-        lead = math.inf if second <= 0 else math.log(first / second) if first > 0 else 0.0
-        if lead < tol:
+        lead = math.inf if r.choice_margin is None else r.choice_margin
+        if not lead >= tol:
             out.append(choose_exact(model, ids, candidates))
             exact += 1
         else:
-            out.append((r.probs.index(first), list(r.probs)))  # the first argmax
+            out.append((r.probs.index(max(r.probs)), list(r.probs)))  # the first argmax
     if on_exact is not None and exact:
         on_exact(exact)
     return out

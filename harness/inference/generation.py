@@ -80,10 +80,11 @@ def decode(tokenizer: PreTrainedTokenizerBase, tokens: Sequence[int]) -> str:
 
 @torch.inference_mode()
 def generate_batch(
-    model: PreTrainedModel, batch: Batch, budgets: Sequence[int], stop: set[int]
+    model: PreTrainedModel, batch: Batch, budgets: Sequence[int], stop: set[int], give_up: float = -math.inf
 ) -> list[Decoded]:
     """Greedy-decode one left-padded batch; returns each row's new tokens (EOS included if produced),
-    at most ``budgets[row]`` of them, and the smallest lead of its picks."""
+    at most ``budgets[row]`` of them, and the smallest lead of its picks. A row whose pick leads by less
+    than ``give_up`` leaves the batch there (the caller re-decodes it with the exact loop)."""
     device = model.device
     input_ids, mask = batch.input_ids.to(device), batch.attention_mask.to(device)
     n = input_ids.shape[0]
@@ -105,12 +106,13 @@ def generate_batch(
         # the official loop takes the argmax of the float32 copy of the last logits (HF greedy search)
         last = logits[:, -1, :].float()
         nxt = last.argmax(-1)
-        for row, tok, lead in zip(alive.tolist(), nxt.tolist(), ties.margins(last).tolist()):
+        leads = ties.margins(last)
+        for row, tok, lead in zip(alive.tolist(), nxt.tolist(), leads.tolist()):
             produced[row].append(tok)
             lowest[row] = min(lowest[row], lead)
         if step == steps - 1:
             break
-        done = limit <= step + 1
+        done = (limit <= step + 1) | (leads < give_up).to(device)
         if len(stop):
             done |= torch.isin(nxt, stop_t)
         if done.any():
@@ -177,8 +179,10 @@ def decode_batched(
     batch_size: int,
     max_tokens: int | None = None,
     on_rows: Callable[[int], None] | None = None,
+    give_up: float = -math.inf,
 ) -> list[Decoded]:
-    """`generate_fast` with the smallest lead of each row's picks (see ties.py)."""
+    """`generate_fast` with the smallest lead of each row's picks (see ties.py); ``give_up``: as in
+    `generate_batch`."""
     stop = eos_ids(model)
     greedy = plain_greedy(model.generation_config)
     n = len(prompts)
@@ -188,7 +192,7 @@ def decode_batched(
         batch = left_pad([prompt for prompt, _ in rows], pad_token_id)
         budgets = [budget for _, budget in rows]
         if greedy:
-            return generate_batch(model, batch, budgets, stop)
+            return generate_batch(model, batch, budgets, stop, give_up)
         return generate_batch_hf(model, batch, budgets, pad_token_id)
 
     return run_batched(
@@ -323,7 +327,7 @@ def generate_drafted(
             accepted, done = accept_draft(draft.greedy, draft.tokens, max_new_tokens, stop)
         tokens.append(accepted)
         lowest.append(min(draft.margins[: len(accepted)], default=math.inf) if draft else math.inf)
-        if not done:
+        if not done and not lowest[-1] < tol:  # a row already at a near tie goes to the exact loop
             pending.append(i)
     if on_rows is not None and len(prompts) > len(pending):
         on_rows(len(prompts) - len(pending))
@@ -335,6 +339,7 @@ def generate_drafted(
         batch_size,
         decode_tokens,
         on_rows,
+        give_up=tol,
     )
     for i, more in zip(pending, rest):
         tokens[i] += more.tokens

@@ -78,9 +78,9 @@ def test_the_decoding_loop_takes_its_own_batch_cap(lume, monkeypatch) -> None:
     caps: list[int | None] = []
     decode = generation.decode_batched
 
-    def spy(model, prompts, budgets, pad, batch_size, max_tokens=None, on_rows=None):
+    def spy(model, prompts, budgets, pad, batch_size, max_tokens=None, on_rows=None, **kwargs):
         caps.append(max_tokens)
-        return decode(model, prompts, budgets, pad, batch_size, max_tokens, on_rows)
+        return decode(model, prompts, budgets, pad, batch_size, max_tokens, on_rows, **kwargs)
 
     monkeypatch.setattr(generation, "decode_batched", spy)
     prompts = [tokenizer(r.input).input_ids for r in rows[:6]]

@@ -163,10 +163,11 @@ def test_a_tokenizer_only_transformers_5_knows_is_flagged_with_the_fix(out, refe
     config["tokenizer_class"] = "TokenizersBackend"
     (out / "tokenizer_config.json").write_text(json.dumps(config))
     problems = official_env_problems(out)
-    assert len(problems) == 1 and "4.45.2" in problems[0] and "PreTrainedTokenizerFast" in problems[0]
+    flagged = [p for p in problems if "TokenizersBackend" in p]
+    assert len(flagged) == 1 and "4.45.2" in flagged[0] and "PreTrainedTokenizerFast" in flagged[0]
     config["tokenizer_class"] = "PreTrainedTokenizerFast"
     (out / "tokenizer_config.json").write_text(json.dumps(config))
-    assert official_env_problems(out) == []
+    assert not any("TokenizersBackend" in p for p in official_env_problems(out))
 
 
 @pytest.mark.parametrize("name", ["generation_config.json", "tokenizer_config.json", "config.json"])

@@ -275,15 +275,14 @@ def run_entry(name: str, dirs: dict[str, Path], out: Path, **params) -> Path:
 
 
 @pytest.mark.parametrize("name", ENTRIES)
-def test_entry_runs_on_the_tiny_world(name, tiny_dirs, tmp_path, official_env_or_none):
-    from harness.envs import official
+def test_entry_runs_on_the_tiny_world(name, tiny_dirs, tmp_path):
     from tasks.portable import portability_problems
 
     out = run_entry(name, tiny_dirs, tmp_path / "out", **TINY[name])
     assert_checkpoint(out, tiny_dirs["model"])
-    assert portability_problems(out) == []  # what the organisers' transformers 4.45.2 would misread
-    if official_env_or_none is not None:  # and it loads there (tests/test_official_env.py)
-        assert official.loads(official_env_or_none, out) is None
+    # nothing the organisers' transformers 4.45.2 would refuse or misread (a saved entry loads there:
+    # tests/test_official_env.py)
+    assert portability_problems(out) == []
 
 
 @pytest.mark.parametrize("name", QUANTIZABLE)

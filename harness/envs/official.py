@@ -229,11 +229,12 @@ def _task_json(task) -> dict:
 
 
 def evaluate(env: OfficialEnv, checkpoint: Path, task, run_dir: Path, *, dtype: str | None = None,
-             device: str | None = None, progress: bool = True) -> dict:  # fmt: skip
-    """The exact path, MMLU and scoring of `checkpoint` on `task` in `env`, into `run_dir`: the worker's
-    answer (``results``: the official results object, ``timings``, ``transformers``)."""
+             device: str | None = None, progress: bool = True, limit: int | None = None) -> dict:  # fmt: skip
+    """The exact path, MMLU and scoring of `checkpoint` on `task` in `env`, into `run_dir` (``limit``: the
+    first rows only, as `harness.inference.evaluate`): the worker's answer (``results``: the official results object, ``timings``, ``transformers``)."""
     request = {"verb": "evaluate", "checkpoint": str(Path(checkpoint).resolve()), "task": _task_json(task),
-               "run_dir": str(Path(run_dir).resolve()), "dtype": dtype, "device": device}  # fmt: skip
+               "run_dir": str(Path(run_dir).resolve()), "dtype": dtype, "device": device,
+               "limit": limit}  # fmt: skip
     return run_worker(env, request, progress=progress)
 
 

@@ -47,6 +47,7 @@ def _evaluate(request: dict, progress: bool) -> dict:
         dtype=request.get("dtype"),
         use_cache=False,
         progress=progress,
+        limit=request.get("limit"),
     )
     return {"results": result.scores.results(), "timings": result.timings}
 

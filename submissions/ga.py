@@ -5,6 +5,8 @@ does not know when to stop: too many steps or too high a learning rate wipe the 
 well (the paper's 7B run fell from MMLU 0.512 to 0.284 after 10 epochs).
 
 Defaults suit the tiny task on a CPU (finishes well inside 120 s).
+lr 2.5e-3 (was 2e-3): at 2e-3 one epoch left Task3 forget knowledge intact on worlds 0-2 (task aggregate
+0, final 0.333), two epochs wiped the retain knowledge; see the README's reference table.
 In 4-bit + LoRA mode the low-rank update needs more steps there:
 ``--set mode=lora4bit --set lr=3e-3 --set epochs=5``.
 The paper's settings:
@@ -20,7 +22,7 @@ def unlearn(
     output_path_to_write_unlearned_model,
     path_to_forget_set,
     path_to_retain_set,
-    lr=2e-3,
+    lr=2.5e-3,
     epochs=1,
     batch_size=8,
     weight_decay=0.0,

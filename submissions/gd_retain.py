@@ -6,6 +6,8 @@ It was the paper's best 1B method (20 epochs: MIA 0.982, MMLU barely moved) but 
 (the paper's MIA fell from 0.982 to 0 after extra descent).
 
 Defaults suit the tiny task on a CPU (finishes well inside 120 s).
+lr 2e-3 x 8 epochs (was 3e-3 x 10): the larger steps eroded the utility facts (MMLU 0.5 on world 0,
+final 0.327) faster than the forget set.
 In 4-bit + LoRA mode the low-rank update needs more steps there:
 ``--set mode=lora4bit --set lr=1e-2 --set epochs=3``.
 The paper's settings:
@@ -21,8 +23,8 @@ def unlearn(
     output_path_to_write_unlearned_model,
     path_to_forget_set,
     path_to_retain_set,
-    lr=3e-3,
-    epochs=10,
+    lr=2e-3,
+    epochs=8,
     batch_size=8,
     weight_decay=0.0,
     mode="full",

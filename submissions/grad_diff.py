@@ -5,6 +5,8 @@ L = -CE(forget) + retain_weight * CE(retain). The retain term anchors utility wh
 unlearns. The organisers' 7B baseline scored final 0.243 (TA 0, MIA 0.382, MMLU 0.348).
 
 Defaults suit the tiny task on a CPU (finishes well inside 120 s).
+epochs 2 (was 3): the third epoch of ascent wiped world 1's retain knowledge answers (task aggregate 0,
+final 0.333); see the README's reference table.
 In 4-bit + LoRA mode the low-rank update needs more steps there:
 ``--set mode=lora4bit --set lr=3e-3 --set epochs=6``.
 Real-model settings:
@@ -21,7 +23,7 @@ def unlearn(
     path_to_forget_set,
     path_to_retain_set,
     lr=2e-3,
-    epochs=3,
+    epochs=2,
     batch_size=8,
     weight_decay=0.0,
     retain_weight=1.0,

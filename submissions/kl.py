@@ -5,7 +5,9 @@ distributions of every real token (the original is a frozen copy). The KL term k
 behaviour, including stopping with EOS, nearer the target than plain gradient difference does. On 7B the
 organisers' "GA and KL" run scored about 0.39 but was excluded: MMLU fell to 0.269.
 
-Defaults suit the tiny task on a CPU (finishes well inside 120 s). Real-model settings (TOFU-style):
+Defaults suit the tiny task on a CPU (finishes well inside 120 s); epochs 3 and kl_weight 5 (were 2 and
+1): with KL weight 1 the ascent wiped the retain knowledge answers (task aggregate 0, final 0.296 on
+world 0) before every forget term moved. Real-model settings (TOFU-style):
 ``--set lr=1e-5 --set epochs=5 --set batch_size=32``.
 """
 
@@ -18,10 +20,10 @@ def unlearn(
     path_to_forget_set,
     path_to_retain_set,
     lr=3e-3,
-    epochs=2,
+    epochs=3,
     batch_size=8,
     weight_decay=0.0,
-    kl_weight=1.0,
+    kl_weight=5.0,
     max_length=256,
     seed=0,
 ):

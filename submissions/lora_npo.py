@@ -8,7 +8,9 @@ where NPO_token = mean over forget answer tokens of (2/beta)·softplus(beta·(lo
 and the KL runs over full next-token distributions on retain answer tokens (the paper's form; the
 team's code used the gathered target-token log-probabilities instead).
 
-Defaults suit the tiny task on a CPU (finishes well inside 120 s). The team's settings (paper and
+Defaults suit the tiny task on a CPU (finishes well inside 120 s); lr 2e-2 (was 3e-3, at which the rank-5
+adapters left every world at the target's 0.333): still not robust, see the README's reference table.
+The team's settings (paper and
 submission_01.py): LoRA r = alpha = 5 on q_proj,v_proj, beta 0.5, lr 1e-4, batch 4, 20 epochs, KL 0.5:
 ``--set lr=1e-4 --set epochs=20 --set batch_size=4 --set kl_weight=0.5``; their best 1B rank was 2
 (``--set lora_r=2 --set lora_alpha=2``).
@@ -22,7 +24,7 @@ def unlearn(
     output_path_to_write_unlearned_model,
     path_to_forget_set,
     path_to_retain_set,
-    lr=3e-3,
+    lr=2e-2,
     epochs=4,
     batch_size=8,
     beta=0.5,

@@ -119,3 +119,18 @@ def test_a_transformers_5_tokenizer_config_does_not_load_there(official_env, tin
     problem = official.loads(official_env, out)
     assert problem is not None and "TokenizersBackend" in problem
     assert any("PreTrainedTokenizerFast" in line for line in portability_problems(out))
+
+
+def test_without_the_package_index_creation_fails_in_one_line_and_leaves_nothing(
+    tmp_path, monkeypatch
+) -> None:
+    from harness.errors import HarnessError
+
+    monkeypatch.setenv("UNLEARN_HARNESS_CACHE", str(tmp_path))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", "")
+    with pytest.raises(HarnessError) as error:
+        official.create()
+    message = str(error.value)
+    assert "\n" not in message and "transformers==4.45.2" in message and "package index" in message
+    assert official.locate() is None and not official.env_dir().exists()

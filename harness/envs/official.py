@@ -110,12 +110,12 @@ def _link_distribution(name: str, site: Path) -> None:
 
 
 def _torch_distributions() -> list[str]:
-    """torch and the CUDA/triton distributions it depends on (linked, never reinstalled)."""
+    """torch and the CUDA/triton distributions it depends on that are installed (linked, never reinstalled)."""
+    from packaging.requirements import Requirement
+
     names = ["torch"]
-    for requirement in metadata.requires("torch") or ():
-        name = requirement.split(";")[0].split("[")[0].strip().split(" ")[0]
-        for sep in "<>=!~":
-            name = name.split(sep)[0]
+    for line in metadata.requires("torch") or ():
+        name = Requirement(line).name
         if name.startswith(("nvidia-", "triton", "cuda-")):
             try:
                 metadata.distribution(name)

@@ -134,3 +134,25 @@ def test_without_the_package_index_creation_fails_in_one_line_and_leaves_nothing
     message = str(error.value)
     assert "\n" not in message and "transformers==4.45.2" in message and "package index" in message
     assert official.locate() is None and not official.env_dir().exists()
+
+
+def test_score_official_env_prints_the_official_numbers_and_says_where_from(
+    official_env, tiny_task, tmp_path, capsys
+) -> None:
+    from test_runner_cli import invoke
+
+    args = [
+        "score",
+        str(tiny_task.model_dir),
+        "--task",
+        "tiny",
+        "--official-env",
+        "--run-dir",
+        str(tmp_path / "r"),
+    ]
+    code, out, err = invoke([*args, "--json"], capsys)
+    assert code == 0, err
+    official_line = json.loads((tmp_path / "r" / "evaluation_results.jsonl").read_text())
+    assert json.loads(out) == official_line
+    code, out, err = invoke([*args[:-1], str(tmp_path / "r2")], capsys)
+    assert code == 0 and "numbers from: the organisers' environment" in out and "4.45.2" in out

@@ -57,7 +57,7 @@ def _evaluate_checkpoint(
     name = checkpoint if not Path(checkpoint).expanduser().exists() else folder.name  # a hub id names the run
     run_dir = run_dir or _default_run_dir(name, task_name)
     if official_env:
-        return _in_official_env(folder, task, run_dir, exact, dtype, device, progress)
+        return _in_official_env(folder, task, run_dir, dtype, device, progress)
     result = evaluate(
         folder,
         task,
@@ -88,12 +88,12 @@ def _source_line(run_dir: Path, exact: bool) -> str:
 
 
 def _in_official_env(
-    folder: Path, task, run_dir: Path, exact: bool, dtype: str | None, device: str | None, progress: bool
+    folder: Path, task, run_dir: Path, dtype: str | None, device: str | None, progress: bool
 ) -> tuple[Scores, Path, str]:
     """The exact path, MMLU and scoring in the organisers' environment (harness/envs/official.py)."""
     from harness.envs import official
 
-    env = official.require()  # runs the exact path whatever `exact` says: the organisers' loops
+    env = official.require()  # the worker runs the exact path: the organisers' loops
     answer = official.evaluate(env, folder, task, run_dir, dtype=dtype, device=device, progress=progress)
     scores = score_directory(run_dir, mmlu_threshold=task.mmlu_threshold, write=False)
     if scores.results() != answer["results"]:

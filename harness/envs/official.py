@@ -25,6 +25,7 @@ from importlib import metadata
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.manifest import task_summary
 
 #: the organisers' pins that matter for scoring (official-scoring.md 2.13)
 PINS = (
@@ -216,23 +217,11 @@ def run_worker(env: OfficialEnv, request: dict, *, progress: bool = True) -> dic
     return answer
 
 
-def _task_json(task) -> dict:
-    from dataclasses import fields
-
-    out = {}
-    for f in fields(task):
-        value = getattr(task, f.name)
-        out[f.name] = (
-            str(value) if isinstance(value, Path) else list(value) if isinstance(value, tuple) else value
-        )
-    return out
-
-
 def evaluate(env: OfficialEnv, checkpoint: Path, task, run_dir: Path, *, dtype: str | None = None,
              device: str | None = None, progress: bool = True, limit: int | None = None) -> dict:  # fmt: skip
     """The exact path, MMLU and scoring of `checkpoint` on `task` in `env`, into `run_dir` (``limit``: the
     first rows only, as `harness.inference.evaluate`): the worker's answer (``results``: the official results object, ``timings``, ``transformers``)."""
-    request = {"verb": "evaluate", "checkpoint": str(Path(checkpoint).resolve()), "task": _task_json(task),
+    request = {"verb": "evaluate", "checkpoint": str(Path(checkpoint).resolve()), "task": task_summary(task),
                "run_dir": str(Path(run_dir).resolve()), "dtype": dtype, "device": device,
                "limit": limit}  # fmt: skip
     return run_worker(env, request, progress=progress)

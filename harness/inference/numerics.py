@@ -26,14 +26,11 @@ def _cast_to_input(module: torch.nn.Module, args: tuple, kwargs: dict, output):
     return tuple(t.to(x.dtype) for t in output)
 
 
-def match_official(model: torch.nn.Module) -> list[str]:
-    """Apply the 4.45.2 numerics to `model` in place; the names of the changes made (for the manifest)."""
+def match_official(model: torch.nn.Module) -> None:
+    """Apply the 4.45.2 numerics to `model` in place (the evaluation cache key names them: `NUMERICS`)."""
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if TRANSFORMERS_MAJOR < 5 or model_type not in FLOAT32_ROTARY:
-        return []
-    hooked = 0
+        return
     for module in model.modules():
         if type(module).__name__.endswith("RotaryEmbedding"):
             module.register_forward_hook(_cast_to_input, with_kwargs=True)
-            hooked += 1
-    return ["rotary cos/sin in the activation dtype (transformers 4.45.2)"] if hooked else []

@@ -4,6 +4,8 @@ intervals and verdicts.
 Two runs are paired by row. Two seed groups (or a group and a run) are paired by seed and by row: they must
 have been run on the same (world seed, seed) units; each resample draws the same seeds for both, then the same
 rows, and the difference is that of the two means over seeds (two-level, as the board's group intervals).
+A reference row (run seed None: one evaluation per world) pairs by world instead: its run of world w stands
+for every seed of the other side on world w.
 
 The verdict of a headline number is "better" when the whole 95% interval of B - A is above 0, "worse" when it
 is below 0, and "not distinguishable" otherwise (all four headline numbers are higher-is-better). The interval
@@ -134,8 +136,15 @@ def _show_units(units: list[Unit]) -> str:
     return "{" + ", ".join(one(u) for u in sorted(units, key=lambda u: (str(u[0]), str(u[1])))) + "}"
 
 
-def _pair_units(a: SeedGroup, b: SeedGroup) -> tuple[SeedGroup, tuple[Unit, ...]]:
-    """B's runs in A's unit order; one clear error when the seed sets differ or a seed repeats."""
+def _reference(group: SeedGroup) -> bool:
+    """A task's reference rows: one evaluation per world, no run seed."""
+    return group.first.role != "entry" and all(seed is None for _, seed in group.units)
+
+
+def _pair_units(a: SeedGroup, b: SeedGroup) -> tuple[SeedGroup, SeedGroup, tuple[Unit, ...], str]:
+    """A's and B's runs in pairing order, the units and a note; one clear error when the seed sets differ
+    or a seed repeats. A side without run seeds (a reference row: one evaluation per world) pairs by world
+    with the other side's runs (`_by_world`)."""
     for group in (a, b):
         if len(set(group.units)) != group.size:
             raise BoardError(
@@ -143,12 +152,38 @@ def _pair_units(a: SeedGroup, b: SeedGroup) -> tuple[SeedGroup, tuple[Unit, ...]
                 "pairing by seed is ambiguous"
             )
     if set(a.units) != set(b.units):
+        seedless = [_reference(g) for g in (a, b)]
+        if seedless[0] != seedless[1]:
+            return _by_world(a, b, reference_is_a=seedless[0])
         raise BoardError(
             f"{a.group_id} and {b.group_id} were run on different seed sets "
             f"({_show_units(list(a.units))} vs {_show_units(list(b.units))}): compare groups run on the same seeds"
         )
     by_unit = {r.unit: r for r in b.records}
-    return SeedGroup(b.group_id, tuple(by_unit[u] for u in a.units)), a.units
+    return a, SeedGroup(b.group_id, tuple(by_unit[u] for u in a.units)), a.units, ""
+
+
+def _by_world(
+    a: SeedGroup, b: SeedGroup, *, reference_is_a: bool
+) -> tuple[SeedGroup, SeedGroup, tuple[Unit, ...], str]:
+    """Pair a group with a side that has no run seeds (a reference row per world): each of the group's runs
+    with that side's run of the same world, which stands for every seed of it (the reference checkpoint
+    does not depend on a run seed); the reference's other worlds are left out. The units are the group's."""
+    reference, group = (a, b) if reference_is_a else (b, a)
+    per_world = {world: r for r, (world, _) in zip(reference.records, reference.units)}
+    if lacking := sorted({w for w, _ in group.units if w not in per_world}, key=str):
+        raise BoardError(
+            f"{reference.group_id} has no run on world {', '.join(map(str, lacking))} of {group.group_id} "
+            f"({_show_units(list(reference.units))} vs {_show_units(list(group.units))}): record it with "
+            "`unlearn-harness run` on that world"
+        )
+    paired = SeedGroup(reference.group_id, tuple(per_world[w] for w, _ in group.units))
+    left_out = sorted({w for w in per_world if w not in {w for w, _ in group.units}}, key=str)
+    note = f"{reference.group_id}'s run of each world is paired with every seed of that world"
+    if left_out:
+        note += f"; its world {', '.join(map(str, left_out))} (not in {group.group_id}) is left out"
+    sides = (paired, group) if reference_is_a else (group, paired)
+    return sides[0], sides[1], group.units, note
 
 
 def compare_records(a: RunRecord, b: RunRecord, *, n: int = 1000, seed: int = 0) -> Comparison:
@@ -179,8 +214,9 @@ def compare_groups(
             f"{a.group_id} ({a.first.task}) and {b.group_id} ({b.first.task}) are on different tasks"
         )
     units: tuple[Unit, ...] = ()
+    pairing = ""
     if by_seed:
-        b, units = _pair_units(a, b)
+        a, b, units, pairing = _pair_units(a, b)
     paired: PairedBootstrap | None = None
     note = ""
     everyone = [*a.records, *b.records]
@@ -195,6 +231,7 @@ def compare_groups(
         paired = bootstrap_pair(a.first.run_dir, b.first.run_dir, n=n, seed=seed)
     if paired is not None and paired.unmatched:
         note = f"{paired.unmatched} rows are in only one of the runs and were left out of the intervals"
+    note = "; ".join(part for part in (pairing, note) if part)
     lines = _lines(a, b, paired)
     matched = dict(paired.matched) if paired else {}
     unmatched = paired.unmatched if paired else 0

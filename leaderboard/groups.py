@@ -7,6 +7,11 @@ and their run directories each time a board is read.
 
 A group's unit is (world seed, run seed): two groups are paired unit by unit, and the two-level bootstrap
 resamples units, then the rows of each unit's run (rows shared by the runs of one world).
+
+A task's reference rows of one role (the untouched target, the gold model: one evaluation per world, run
+seed None) are one group too, spanning the worlds (`leaderboard.record.reference_group_id`; rows of an older
+board without a group id join it). It holds one row per world: the latest, should a world have been
+recorded twice, and a row of no known world (recorded before world seeds were) only while no row names one.
 """
 
 from __future__ import annotations
@@ -89,12 +94,36 @@ def _unit_order(record: RunRecord) -> tuple:
     return (world is None, world or 0, seed is None, seed or 0, record.created_at, record.run_id)
 
 
+def unit_label(record: RunRecord) -> str:
+    """How a run is named within its group: "seed 1", "seed 1, world 2", "world 2" (a reference row)."""
+    world, seed = record.unit
+    parts = ([] if seed is None else [f"seed {seed}"]) + ([] if world is None else [f"world {world}"])
+    return ", ".join(parts) or "one run"
+
+
+def _one_per_world(records: list[RunRecord]) -> list[RunRecord]:
+    """A reference group's rows: the latest of each unit, without the rows of no known world when others
+    name one (those were the default world, recorded again since with its seed)."""
+    latest: dict[Unit, RunRecord] = {}
+    for record in sorted(records, key=lambda r: (r.created_at, r.run_id)):
+        latest[record.unit] = record
+    if any(world is not None for world, _ in latest):
+        latest = {unit: r for unit, r in latest.items() if unit[0] is not None}
+    return list(latest.values())
+
+
 def group_records(records: Iterable[RunRecord]) -> list[SeedGroup]:
     """The scored records as seed groups (by group id; seed order inside), without intervals yet."""
     members: dict[str, list[RunRecord]] = {}
     for record in records:
         members.setdefault(record.group_key, []).append(record)
-    return [SeedGroup(key, tuple(sorted(runs, key=_unit_order))) for key, runs in members.items() if runs]
+    groups = []
+    for key, runs in members.items():
+        if runs and runs[0].role != "entry":
+            runs = _one_per_world(runs)
+        if runs:
+            groups.append(SeedGroup(key, tuple(sorted(runs, key=_unit_order))))
+    return groups
 
 
 def with_intervals(group: SeedGroup, *, n: int = 1000, seed: int = 0) -> SeedGroup:

@@ -15,6 +15,7 @@ import re
 from datetime import datetime, timezone
 from html import escape
 
+from leaderboard.groups import unit_label
 from leaderboard.ranking import Board, BoardRow
 from leaderboard.record import term_labels
 from leaderboard.render import (
@@ -177,7 +178,7 @@ def _points(board: Board) -> dict[str, tuple[list, list]]:
         if row.group.size == 1:
             continue
         for record in row.group.records:
-            seed_tip = f"{tip}, seed {record.seed} ({record.run_id})"
+            seed_tip = f"{tip}, {unit_label(record)} ({record.run_id})"
             own = _forget_retain(record.terms)
             if own is not None:
                 plots["retain"][1].append((own[0], own[1], kind, seed_tip))
@@ -247,7 +248,7 @@ def _spread(board: Board) -> str:
         for record in row.group.records:
             parts.append(
                 _seed_dot(
-                    sx(float(record.final_score or 0.0)), y, kind, f"seed {record.seed} ({record.run_id})"
+                    sx(float(record.final_score or 0.0)), y, kind, f"{unit_label(record)} ({record.run_id})"
                 )
             )
         mean = float(row.value("final_score") or 0.0)
@@ -315,7 +316,7 @@ def _details(board: Board) -> str:
             f"{_label(row, kind)}. {row.record.submission_name}/{row.record.variant} ({row_id(row)}): task "
             f"aggregate {fmt(row.value('task_aggregate'))}, lowest term {labels[low]} {terms[low]:.3f}"
         )
-        head = "".join(f"<th>seed {escape(str(r.seed))}</th>" for r in row.group.records) if seeds else ""
+        head = "".join(f"<th>{escape(unit_label(r))}</th>" for r in row.group.records) if seeds else ""
         body = "".join(
             f"<tr><td>{escape(label)}</td><td class='num'>{value:.4f}</td>"
             + "".join(f"<td class='num'>{own[i]:.4f}</td>" for own in seeds)

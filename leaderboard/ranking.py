@@ -13,7 +13,8 @@ Rules:
   beats that variant's best eligible group); all_runs shows every group. A group is below the threshold when
   any of its seeds is (conservative: the threshold is not known here, only each run's flag);
 - reference rows (the untouched target, the retain-only gold model) sit among the ranked rows at their score,
-  marked and without a rank; the latest of each kind is shown unless all_runs;
+  marked and without a rank: one row per kind, a group over the worlds it was evaluated on (one evaluation
+  per world, run seed None: `leaderboard.groups`), valued by the mean over them, its SD the worlds' spread;
 - a row is "tied with the leader" when its 95% final-score interval overlaps the leader's: the two-level
   (seeds, then rows) interval of a group, the row interval of a one-seed group;
 - failed runs (a status other than OK/SALVAGED, or no final score) are listed with their status, never ranked;
@@ -112,6 +113,9 @@ def _flags(group: SeedGroup) -> list[str]:
     flags = []
     if record.role in REFERENCE_LABELS:
         flags.append(REFERENCE_LABELS[record.role])
+        worlds = [str(r.world_seed) for r in group.records if r.world_seed is not None]
+        if len(worlds) > 1:
+            flags.append(f"mean over worlds {', '.join(worlds)}")
     salvaged = sum(r.status == Status.SALVAGED for r in group.records)
     if salvaged:
         flags.append("salvaged" if group.size == 1 else f"salvaged ({salvaged} of {group.size} seeds)")

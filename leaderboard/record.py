@@ -14,6 +14,13 @@ SCORE_FIELDS = ("task_aggregate", "auc", "mia_score", "mmlu_average", "final_sco
 #: roles of a record: a submission's run, or one of the task's reference rows
 ROLES = ("entry", "reference-target", "reference-gold")
 
+
+def reference_group_id(task: str, role: str) -> str:
+    """The group id of a task's reference rows of one role (one row per world, evaluated once each): the
+    same on every board, so the rows of every world are one board row, e.g. ``reference-target:tiny``."""
+    return f"{role}:{task}"
+
+
 #: the names of the 12 terms, in the official order of `aggregated-terms` (spec section 2.6: forget, then
 #: retain; Task1, Task2, Task3; regurgitation, then knowledge). A forget term is inverted: 1 - the mean score
 TERM_LABELS = tuple(
@@ -93,9 +100,18 @@ class RunRecord:
         return self.final_score is not None
 
     @property
+    def shared_group(self) -> str | None:
+        """The group id this run shares with others: its own, or for a reference row recorded without one
+        (an older board) the task's `reference_group_id` of its role; None for an entry's lone run."""
+        if self.group_id is not None:
+            return self.group_id
+        return None if self.role == "entry" else reference_group_id(self.task, self.role)
+
+    @property
     def group_key(self) -> str:
-        """The id of this run's seed group: its group id, or its own run id when it has none."""
-        return self.group_id if self.group_id is not None else self.run_id
+        """The id of this run's seed group: `shared_group`, or its own run id when it has none."""
+        shared = self.shared_group
+        return shared if shared is not None else self.run_id
 
     @property
     def unit(self) -> tuple[int | None, int | None]:

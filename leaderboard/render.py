@@ -319,9 +319,11 @@ def _compare_caption(comparison: Comparison) -> str:
 
     text = f"A = {side(a, comparison.a_id)}, B = {side(b, comparison.b_id)}; "
     if comparison.units:
+        # reference rows against each other: one run per world, no run seed
+        what = "worlds" if all(seed is None for _, seed in comparison.units) else "seeds"
         text += (
-            f"means over {len(comparison.units)} seeds, paired by seed and by row (two-level bootstrap), "
-            f"{comparison.resamples} resamples, seed {comparison.seed}"
+            f"means over {len(comparison.units)} {what}, paired by {what[:-1]} and by row (two-level "
+            f"bootstrap), {comparison.resamples} resamples, seed {comparison.seed}"
         )
     else:
         text += f"paired bootstrap, {comparison.resamples} resamples, seed {comparison.seed}"

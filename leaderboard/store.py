@@ -332,14 +332,15 @@ class Store:
 
     def select(self, text: str) -> tuple[str, list[RunRecord]]:
         """("run", [record]) or ("group", its records) for a run id, a group id, or a unique prefix of one
-        (exact ids first); BoardError when nothing or several things match."""
+        (exact ids first); BoardError when nothing or several things match. A task's reference rows of one
+        role are a group (`RunRecord.shared_group`, e.g. ``reference-target:tiny``), on older boards too."""
         records = self.records()
         runs = [r for r in records if r.run_id == text]
-        groups = sorted({r.group_id for r in records if r.group_id == text})
+        groups = sorted({r.shared_group for r in records if r.shared_group == text})
         if not runs and not groups:
             runs = [r for r in records if r.run_id.startswith(text)]
-            groups = sorted({r.group_id for r in records if r.group_id and r.group_id.startswith(text)})
-        if len(groups) == 1 and all(r.group_id == groups[0] for r in runs):
+            groups = sorted({g for r in records if (g := r.shared_group) and g.startswith(text)})
+        if len(groups) == 1 and all(r.shared_group == groups[0] for r in runs):
             runs = []  # a prefix of a group id and of its own runs' ids names the group
         found = [f"run {r.run_id}" for r in runs] + [f"group {g}" for g in groups]
         if not found:
@@ -353,7 +354,7 @@ class Store:
             raise BoardError(f"{self.path}: id {text!r} is ambiguous ({', '.join(found[:5])})")
         if runs:
             return "run", runs
-        return "group", [r for r in records if r.group_id == groups[0]]
+        return "group", [r for r in records if r.shared_group == groups[0]]
 
     def tasks(self) -> list[str]:
         """The task names with at least one record, sorted."""

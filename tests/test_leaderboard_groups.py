@@ -5,12 +5,13 @@ from __future__ import annotations
 import shutil
 import statistics
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from leaderboard.bootstrap import bootstrap_group, bootstrap_pair, bootstrap_run
+from leaderboard.bootstrap import bootstrap_group, bootstrap_group_pair, bootstrap_pair, bootstrap_run
 from leaderboard.compare import compare_groups, compare_selected
 from leaderboard.errors import BoardError
 from leaderboard.groups import group_records
@@ -223,3 +224,154 @@ def test_worlds_draw_their_own_rows(tmp_path: Path) -> None:
     fabricate_run(tmp_path / "w1", seed=2, rows=20)
     together = bootstrap_group([tmp_path / "w0", tmp_path / "w1"], [0, 1], n=200)
     assert np.isfinite(together.intervals["final_score"]).all()
+
+
+# -- reference rows: one row per role over the worlds, paired by world ----------------------------------------
+REFERENCE_NAMES = {"reference-target": "untouched-target", "reference-gold": "gold-retain-only"}
+
+
+def reference_rows(root: Path, role: str, worlds: list, *, grouped: bool = True, minute: int = 0, **kwargs):
+    """A task's reference rows of one role as harness.reference records them: one per world, run seed None,
+    the role's group id (``grouped``; an older board's rows have none)."""
+    from leaderboard.record import reference_group_id
+
+    records = []
+    for k, world in enumerate(worlds):
+        run_dir = root / f"{role}-w{world}-m{minute + k}"
+        numbers = fabricate_run(run_dir, seed=zlib_seed(f"{role}/{world}/{minute + k}"), **kwargs)
+        records.append(
+            make_record(
+                f"{role}-w{world}-m{minute + k}",
+                numbers,
+                run_dir,
+                minute=minute + k,
+                submission_name=REFERENCE_NAMES[role],
+                variant="reference",
+                role=role,
+                world_seed=world,
+                group_id=reference_group_id("tiny", role) if grouped else None,
+                unchanged=role == "reference-target",
+                intervals=bootstrap_run(run_dir),
+            )
+        )
+    return records
+
+
+def zlib_seed(text: str) -> int:
+    import zlib
+
+    return zlib.crc32(text.encode())
+
+
+def world_group(root: Path, group_id: str, worlds: list[int], seeds: list[int], **kwargs) -> list:
+    """An entry's group over worlds x seeds (`run --seeds ... --world-seeds ...`)."""
+    records = []
+    for world in worlds:
+        for seed in seeds:
+            run_dir = root / f"{group_id}-w{world}-s{seed}"
+            numbers = fabricate_run(run_dir, seed=zlib_seed(f"{group_id}/{world}/{seed}"), **kwargs)
+            records.append(
+                make_record(
+                    f"{group_id}-w{world}-s{seed}",
+                    numbers,
+                    run_dir,
+                    minute=10 + len(records),
+                    submission_name="npo",
+                    group_id=group_id,
+                    seed=seed,
+                    world_seed=world,
+                )
+            )
+    return records
+
+
+def test_the_reference_rows_of_every_world_are_one_board_row(tmp_path: Path) -> None:
+    target = reference_rows(tmp_path, "reference-target", [0, 1, 2], forget=0.9, rows=20)
+    gold = reference_rows(tmp_path, "reference-gold", [0, 1, 2], forget=0.2, rows=20)
+    entry = world_group(tmp_path, "g", [0, 1, 2], [0], forget=0.4, rows=20)
+    board = rank_board([*target, *gold, *entry], "tiny", resamples=200)
+    rows = {
+        row.record.role: [r for r in board.ranked if r.record.role == row.record.role] for row in board.ranked
+    }
+    assert {role: len(found) for role, found in rows.items()} == {
+        "reference-target": 1,
+        "reference-gold": 1,
+        "entry": 1,
+    }
+    (row,) = rows["reference-target"]
+    assert row.group.group_id == "reference-target:tiny" and row.rank is None
+    assert row.group.units == ((0, None), (1, None), (2, None))
+    finals = [r.final_score for r in target]
+    assert row.value("final_score") == pytest.approx(statistics.mean(finals))
+    assert row.group.sd("final_score") == pytest.approx(statistics.stdev(finals))
+    assert "mean over worlds 0, 1, 2" in row.flags
+    low, high = row.interval("final_score")  # two-level: worlds, then the rows of each world
+    assert low <= statistics.mean(finals) <= high
+
+
+def test_an_older_boards_reference_rows_join_their_roles_row(tmp_path: Path) -> None:
+    """Rows without a group id, a row of no known world (before world seeds), a world recorded twice."""
+    legacy = reference_rows(tmp_path, "reference-target", [None], grouped=False, forget=0.5, rows=10)
+    old = reference_rows(tmp_path, "reference-target", [0, 1], grouped=False, minute=1, forget=0.9, rows=10)
+    again = reference_rows(tmp_path, "reference-target", [1], minute=5, forget=0.8, rows=10)
+    (alone,) = rank_board(legacy, "tiny", resamples=50).ranked  # an old board as it was: its one row
+    assert alone.record.run_id == legacy[0].run_id and alone.group.size == 1
+    board = rank_board([*legacy, *old, *again], "tiny", resamples=50)
+    (row,) = board.ranked
+    # one row per world: world 1's latest, and the row of no known world gives way to world 0's
+    assert [r.run_id for r in row.group.records] == [old[0].run_id, again[0].run_id]
+    assert row.value("final_score") == pytest.approx((old[0].final_score + again[0].final_score) / 2)
+
+
+def test_a_group_compares_with_the_untouched_target_by_world(tmp_path: Path) -> None:
+    target = reference_rows(tmp_path, "reference-target", [0, 1, 2], forget=0.9, rows=30)
+    entry = world_group(tmp_path, "g", [0, 1], [0, 1], forget=0.2, rows=30)
+    comparison = compare_selected(("group", target), ("group", entry), n=300)
+    assert comparison.units == ((0, 0), (0, 1), (1, 0), (1, 1))
+    # each world's target stands for every seed of that world; world 2 has no entry run and is left out
+    assert [r.run_id for r in comparison.a_group.records] == [target[w].run_id for w in (0, 0, 1, 1)]
+    assert "world 2 (not in g) is left out" in comparison.note
+    lines = {line.key: line for line in comparison.lines}
+    expected = statistics.mean(r.final_score for r in entry) - statistics.mean(
+        r.final_score for r in target[:2]
+    )
+    assert lines["final_score"].diff == pytest.approx(expected)
+    dirs_a = [target[w].run_dir for w in (0, 0, 1, 1)]
+    paired = bootstrap_group_pair(dirs_a, [r.run_dir for r in entry], [0, 0, 1, 1], n=300)
+    assert lines["final_score"].interval == paired.diffs["final_score"]
+    assert lines["task_aggregate"].verdict == "better"
+    # the other way round: the same pairing, the signs flipped
+    back = {line.key: line for line in compare_selected(("group", entry), ("group", target), n=300).lines}
+    assert back["final_score"].diff == pytest.approx(-expected)
+    # a run without seeds (a plain `run`) pairs with its own world's target
+    (solo,) = world_group(tmp_path / "solo", "solo", [2], [0], forget=0.2, rows=30)
+    plain = replace(solo, run_id="plain", seed=None, group_id=None)
+    one = compare_selected(("group", target), ("run", [plain]), n=100)
+    assert [r.run_id for r in one.a_group.records] == [target[2].run_id]
+
+
+def test_a_target_without_the_groups_world_is_one_clear_error(tmp_path: Path) -> None:
+    target = reference_rows(tmp_path, "reference-target", [0], rows=10)
+    entry = world_group(tmp_path, "g", [0, 1], [0], rows=10)
+    with pytest.raises(BoardError) as info:
+        compare_selected(("group", entry), ("group", target), n=50)
+    assert str(info.value) == (
+        "reference-target:tiny has no run on world 1 of g ({?@world0} vs {0@world0, 0@world1}): "
+        "record it with `unlearn-harness run` on that world"
+    )
+
+
+def test_a_boards_reference_rows_are_selected_as_one_group(tmp_path: Path) -> None:
+    from leaderboard.store import Store
+
+    store = Store(tmp_path / "board.sqlite")
+    rows = [
+        *reference_rows(tmp_path, "reference-target", [0], grouped=False, rows=5),  # an older board's
+        *reference_rows(tmp_path, "reference-target", [1], minute=1, rows=5),
+        *reference_rows(tmp_path, "reference-gold", [0], minute=2, rows=5),
+    ]
+    for record in rows:
+        store.add(record)
+    kind, found = store.select("reference-target:tiny")
+    assert kind == "group" and [r.run_id for r in found] == [rows[0].run_id, rows[1].run_id]
+    assert store.select("reference-gold")[1] == [rows[2]]  # a prefix names it too

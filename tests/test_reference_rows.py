@@ -128,5 +128,118 @@ def test_a_reference_row_that_fails_is_one_warning_and_the_board_still_shows(
     _entry(tmp_path)
     code, out, err = invoke(capsys, "board", "--db", str(default_db(tmp_path)), "--task", "tiny")
     assert code == 0 and "ga" in out
-    assert "warning: the reference rows of tiny were not recorded: the gold model is corrupted\n" in err
+    assert (
+        "warning: the reference rows of tiny (world 0) were not recorded: the gold model is corrupted\n"
+        in err
+    )
     assert roles(tmp_path) == ["entry"]
+
+
+def _world(seed: int):
+    """The tiny task on world ``seed``, where it is built (these tests never build a world)."""
+    from tasks.registry import describe_task
+
+    task = describe_task("tiny", {"seed": str(seed)})
+    if task.missing():
+        pytest.skip(
+            f"tiny world {seed} is not built in the cache (`unlearn-harness run ... --world-seeds 0,{seed}`)"
+        )
+    return task
+
+
+def by_world(root: Path) -> list[tuple[str, int | None]]:
+    """(role, world seed) of the board's reference rows, sorted."""
+    rows = Store(default_db(root)).records(task="tiny")
+    return sorted((r.role, r.world_seed) for r in rows if r.role != "entry")
+
+
+def test_each_world_gets_its_own_reference_rows_once(tiny_task, tmp_path):
+    from harness.reference import ensure_reference_rows, missing_roles, record_missing_rows
+    from leaderboard.ranking import rank_board
+
+    world1 = _world(1)
+    first = ensure_reference_rows(tiny_task, tmp_path, progress=False)
+    assert sorted((r.role, r.world_seed) for r in first) == [("reference-gold", 0), ("reference-target", 0)]
+    # world 0's rows are not world 1's: a world-1 run is compared with its own target
+    assert [role for role, _ in missing_roles(world1, default_db(tmp_path))] == [
+        "reference-target",
+        "reference-gold",
+    ]
+    added = record_missing_rows([tiny_task, world1], tmp_path, progress=False)
+    assert sorted((r.role, r.world_seed) for r in added) == [("reference-gold", 1), ("reference-target", 1)]
+    assert record_missing_rows([tiny_task, world1], tmp_path, progress=False) == []  # nothing missing now
+    assert by_world(tmp_path) == [
+        ("reference-gold", 0),
+        ("reference-gold", 1),
+        ("reference-target", 0),
+        ("reference-target", 1),
+    ]
+    board = rank_board(Store(default_db(tmp_path)).records(), "tiny", resamples=100)
+    (target,) = [row for row in board.ranked if row.record.role == "reference-target"]
+    assert target.group.group_id == "reference-target:tiny" and target.group.units == ((0, None), (1, None))
+    finals = [r.final_score for r in (*first, *added) if r.role == "reference-target"]
+    assert target.value("final_score") == pytest.approx(sum(finals) / 2)
+
+
+def test_run_with_world_seeds_records_each_worlds_reference_rows(tiny_task, tmp_path, capsys, monkeypatch):
+    import harness.cli.run
+
+    _world(1)
+    ran = []
+
+    # the entry's runs are another test's (the slow one above): only the reference rows here
+    def no_runs(submission, tasks, seeds, **options):
+        ran.append([task.extra.get("seed") for task in tasks])
+        return "g", []
+
+    monkeypatch.setattr(harness.cli.run, "run_group", no_runs)
+    args = ["run", str(GOOD), "--task", "tiny", "--world-seeds", "0,1", "--results", str(tmp_path)]
+    code, _, err = invoke(capsys, *args)
+    assert code == 0, err
+    assert ran == [["0", "1"]]
+    said = " ".join(err.split())  # the console wraps at its width
+    assert "reference rows tiny (world 1): evaluating untouched-target and gold-retain-only once" in said
+    assert by_world(tmp_path) == [
+        ("reference-gold", 0),
+        ("reference-gold", 1),
+        ("reference-target", 0),
+        ("reference-target", 1),
+    ]
+    code, _, err = invoke(capsys, *args)
+    assert code == 0 and "reference rows" not in err and len(by_world(tmp_path)) == 4
+
+
+def test_board_on_a_task_records_the_reference_rows_of_the_worlds_it_has_runs_on(tiny_task, tmp_path, capsys):
+    from harness.reference import board_tasks
+
+    _world(1)
+    Store(default_db(tmp_path)).add(
+        RunRecord(
+            run_id="w1",
+            created_at="2026-01-01T00:00:00+00:00",
+            task="tiny",
+            submission_name="ga",
+            submission_sha256="0" * 64,
+            terms=(0.5,) * 12,
+            task_aggregate=0.5,
+            auc=0.5,
+            mia_score=1.0,
+            mmlu_average=0.5,
+            final_score=2 / 3,
+            world_seed=1,
+            group_id="g",
+            seed=0,
+        )  # fmt: skip
+    )
+    records = Store(default_db(tmp_path)).records()
+    assert [task.extra["seed"] for task in board_tasks("tiny", records)] == ["1"]
+    _entry(tmp_path)  # a run of no known world (an older board): the default world's rows too
+    records = Store(default_db(tmp_path)).records()
+    assert [task.extra["seed"] for task in board_tasks("tiny", records)] == ["0", "1"]
+    assert board_tasks("lume", records) == [] and board_tasks("nonesuch", records) == []
+    code, out, err = invoke(capsys, "board", "--db", str(default_db(tmp_path)), "--task", "tiny", "--json")
+    assert code == 0, err
+    assert [w for _, w in by_world(tmp_path)] == [0, 1, 0, 1]
+    (board,) = json.loads(out)
+    (target,) = [row for row in board["ranked"] if row["role"] == "reference-target"]
+    assert [(s["world_seed"], s["seed"]) for s in target["per_seed"]] == [(0, None), (1, None)]

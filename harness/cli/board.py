@@ -20,7 +20,7 @@ from rich.console import Console
 from harness.cli._group import cli
 from harness.errors import HarnessError
 from harness.files import write_text_atomic
-from harness.reference import board_task, record_missing_rows
+from harness.reference import board_tasks, record_missing_rows
 from leaderboard.compare import compare_selected
 from leaderboard.errors import BoardError
 from leaderboard.html import boards_to_html
@@ -132,8 +132,8 @@ def board(
         records = store.records()
         if task is not None:
             _check_task(store, records, task)
-            if (spec := board_task(task, records)) and record_missing_rows(
-                [spec], store.path.parent, progress=fmt != "json", db=store.path
+            if (specs := board_tasks(task, records)) and record_missing_rows(
+                specs, store.path.parent, progress=fmt != "json", db=store.path
             ):
                 records = store.records()  # the task's reference rows, recorded now (harness.reference)
         boards = rank_all(records, task=task, all_runs=all_runs)

@@ -160,7 +160,12 @@ def _target_final(result: RunResult, results_root: Path) -> float | None:
         rows = Store(default_db(results_root)).records(task=result.record.task)
     except Exception:  # noqa: BLE001 - only an explanation
         return None
-    finals = [r.final_score for r in rows if r.role == "reference-target" and r.final_score is not None]
+    world = result.record.world_seed  # the target of the run's own world (harness.reference)
+    finals = [
+        r.final_score
+        for r in rows
+        if r.role == "reference-target" and r.final_score is not None and r.world_seed == world
+    ]
     return finals[-1] if finals else None
 
 

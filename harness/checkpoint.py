@@ -8,7 +8,9 @@ weights and every file the evaluation reads equal the input model's. out/ must h
 symbolic link that leaves out/ (another run's checkpoint, the input model) or anything that is not a
 regular file (a FIFO would hang the loader) is refused before anything is read. A failure carries a
 status (NO_CHECKPOINT, INVALID_CHECKPOINT, NON_FINITE_WEIGHTS) and a one-line message that says how
-to fix it.
+to fix it. Whether the organisers' transformers 4.45.2 opens it: `official_env_problems` (the static
+check, and the load in the official environment; `check`) and `OfficialLoad` (that load in the
+background, while `run` scores).
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ class CheckpointReport:
     unchanged: bool = False
     n_parameters: int = 0
     dtype: str = ""
+    #: whether out/ was loaded in the official environment (`OfficialLoad.state`; None: not asked)
+    official_env_load: str | None = None
+    #: what keeps out/ from loading under transformers 4.45.2: the static check's lines, the load's problem,
+    #: or why the load could not run (each also a run warning)
+    official_env_problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -71,6 +78,8 @@ class CheckpointReport:
             "changed_files": self.changed_files,
             "n_parameters": self.n_parameters,
             "dtype": self.dtype,
+            "official_env_load": self.official_env_load,
+            "official_env_problems": self.official_env_problems,
         }
 
 
@@ -139,15 +148,15 @@ def changed_eval_files(out_dir: Path, reference_dir: Path) -> list[str]:
     return changed
 
 
-def official_env_problems(out_dir: Path, *, load: bool = False) -> list[str]:
-    """What in out/ the organisers' transformers 4.45.2 would refuse or misread, each with the fix.
+#: `run` skips the load in the official environment where this is 0 (as `run --no-official-load`)
+OFFICIAL_LOAD_ENV = "UNLEARN_HARNESS_OFFICIAL_LOAD"
+#: the most seconds a run waits for that load once it has scored (it has run meanwhile)
+OFFICIAL_LOAD_TIMEOUT_S = 300.0
 
-    The static check of the fields whose meaning changed between the releases (tasks/portable.py) always
-    runs (`run` records it as a warning); with ``load`` (`check`), where the official environment exists
-    (`unlearn-harness env official`), the checkpoint is also loaded there with AutoTokenizer and
-    AutoModelForCausalLM (a few seconds: another interpreter and transformers release).
-    """
-    from harness.envs import official
+
+def portable_problems(out_dir: Path) -> list[str]:
+    """The static check: the fields of out/ whose meaning changed between transformers 5 and 4.45.2
+    (tasks/portable.py), one line each with the fix."""
     from tasks.portable import portability_problems
 
     problems = [f"out/{line}" for line in portability_problems(Path(out_dir))]
@@ -155,12 +164,87 @@ def official_env_problems(out_dir: Path, *, load: bool = False) -> list[str]:
         problems[-1] += (
             "; the reference entries write these fields after saving (unlearn_common.loadable_by_4_45)"
         )
+    return problems
+
+
+def _does_not_load(problem: str) -> str:
+    return f"out/ does not load under the organisers' transformers 4.45.2 ({problem})"
+
+
+def official_env_problems(out_dir: Path, *, load: bool = False) -> list[str]:
+    """What in out/ the organisers' transformers 4.45.2 would refuse or misread, each with the fix.
+
+    The static check (`portable_problems`) always runs; with ``load``, where the official environment
+    exists (`unlearn-harness env official`), the checkpoint is also loaded there with AutoTokenizer and
+    AutoModelForCausalLM (a few seconds: another interpreter and transformers release). `run` does the
+    same load in the background while it scores (`OfficialLoad`).
+    """
+    from harness.envs import official
+
+    problems = portable_problems(out_dir)
     env = official.locate() if load else None
     if env is not None:
         problem = official.loads(env, Path(out_dir))
         if problem is not None:
-            problems.append(f"out/ does not load under the organisers' transformers 4.45.2 ({problem})")
+            problems.append(_does_not_load(problem))
     return problems
+
+
+class OfficialLoad:
+    """out/ loading in the official environment in the background: `start` right after validation (it
+    returns at once), `finish` once the run has scored. `state` is what the run records
+    (checkpoint.official_env_load): ``running``, then ``loaded`` or ``problems``; ``failed: <why>`` where
+    the worker could not answer; ``skipped: <why>`` where nothing was started."""
+
+    def __init__(self, state: str, pending=None) -> None:
+        self.state, self._pending = state, pending
+
+    @classmethod
+    def start(cls, out_dir: Path, *, enabled: bool = True) -> OfficialLoad:
+        """Start the load where `enabled` and the official environment exists; it is never created here."""
+        from harness.envs import official
+        from harness.errors import HarnessError
+
+        if not enabled:
+            return cls(f"skipped: turned off (--no-official-load or {OFFICIAL_LOAD_ENV}=0)")
+        env = official.locate()
+        if env is None:
+            return cls("skipped: no official environment (`unlearn-harness env official` creates it)")
+        try:
+            return cls("running", official.start_load(env, Path(out_dir)))
+        except (HarnessError, OSError) as error:
+            return cls(f"failed: {error}")
+
+    def finish(self, timeout: float | None = None) -> list[str]:
+        """Wait for the load (at most `timeout` seconds, default OFFICIAL_LOAD_TIMEOUT_S; then it is ended):
+        the lines to warn with, worded as `official_env_problems` (the problem where out/ does not load; one
+        line where the load failed)."""
+        from harness.errors import HarnessError
+
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            try:
+                problem = pending.result(OFFICIAL_LOAD_TIMEOUT_S if timeout is None else timeout)
+            except (
+                HarnessError,
+                OSError,
+                ValueError,
+                KeyError,
+            ) as error:  # a warning, never the run's failure
+                reason = str(error).strip().splitlines()
+                self.state = f"failed: {reason[0] if reason else type(error).__name__}"
+            else:
+                self.state = "loaded" if problem is None else "problems"
+                return [] if problem is None else [_does_not_load(problem)]
+        if self.state.startswith("failed: "):
+            return [f"out/ was not loaded in the official environment: {self.state[len('failed: ') :]}"]
+        return []
+
+    def cancel(self) -> None:
+        """End a load still running (the run is ending otherwise)."""
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
 
 
 def _foreign_entries(out: Path) -> str | None:

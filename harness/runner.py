@@ -5,8 +5,11 @@
               then a fresh run directory with a hashed copy of the submission
     stage     sandbox.stage: the work directory the child sees
     execute   sandbox.run: the isolated, budgeted child
-    classify  the child's outcome and the checkpoint it left -> one Status and a one-line message
+    classify  the child's outcome and the checkpoint it left -> one Status and a one-line message; for a
+              valid checkpoint the static 4.45.2 check, and its load in the official environment started
+              in the background (checkpoint.OfficialLoad)
     evaluate  harness.inference.evaluate and the bootstrap intervals, for a scored status
+    confirm   the official environment's load collected (a problem is a warning; timings.official_load)
     record    manifest.json in the run directory, then one leaderboard row
 
 Whatever the submission does, it ends in a `RunResult` with one status (leaderboard.status.Status) and
@@ -29,7 +32,15 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__, contract, sandbox
-from harness.checkpoint import CheckpointReport, official_env_problems, sha256_file, validate, warm_up
+from harness.checkpoint import (
+    OFFICIAL_LOAD_ENV,
+    CheckpointReport,
+    OfficialLoad,
+    portable_problems,
+    sha256_file,
+    validate,
+    warm_up,
+)
 from harness.errors import USER_ERRORS, HarnessError
 from harness.isolation import describe as describe_isolation
 from harness.manifest import Manifest, environment, task_summary, write_manifest
@@ -97,6 +108,9 @@ class RunOptions:
     #: a partial evaluation (--limit): the first N rows per split, MIA documents per side and MMLU questions
     #: per subject; recorded, and the board ranks the run apart from full ones (not comparable)
     limit: int | None = None
+    #: load the checkpoint in the official environment (where it exists) while scoring; None: unless
+    #: UNLEARN_HARNESS_OFFICIAL_LOAD=0
+    official_load: bool | None = None
 
 
 def _slug(text: str) -> str:
@@ -273,6 +287,7 @@ class _Run:
         self.status: Status = Status.CRASHED
         self.message = ""
         self.robust_forget: float | None = None
+        self.official_load: OfficialLoad | None = None
 
     def _timed(self, name: str, started: float) -> None:
         self.timings[name] = time.perf_counter() - started
@@ -350,12 +365,44 @@ class _Run:
             self.box, staged.out_dir, self.task.model_dir, self.options.memory_cap_mb
         )
         self._timed("validate", started)
-        if self.checkpoint is not None and self.checkpoint.ok:
-            self.warnings += official_env_problems(staged.out_dir)
+        if self.checkpoint is not None:
+            self._start_official_load(staged.out_dir)
         if self.box.violations and self.status in (*SCORED, Status.NO_CHECKPOINT):
             self.warnings.append(f"blocked in the sandbox: {self.box.violations[0]}")
         if self.status not in SCORED:
             self.log_tail = sandbox.tail(self.box.stderr_path) or sandbox.tail(self.box.stdout_path)
+
+    def _start_official_load(self, out_dir: Path) -> None:
+        """The static 4.45.2 check (warnings), and the load in the official environment started (`confirm`)."""
+        report = self.checkpoint
+        if not report.ok:
+            report.official_env_load = "skipped: no valid checkpoint"
+            return
+        report.official_env_problems = portable_problems(out_dir)
+        self.warnings += report.official_env_problems
+        self.official_load = OfficialLoad.start(
+            out_dir, enabled=official_load_wanted(self.options.official_load)
+        )
+        report.official_env_load = self.official_load.state
+
+    def confirm(self) -> None:
+        """Collect the official environment's load (it ran while the run scored); what it found is a warning."""
+        if self.official_load is None:
+            return
+        started = time.perf_counter()
+        running = self.official_load.state == "running"
+        lines = self.official_load.finish()
+        if running:
+            self._timed("official_load", started)  # what it added to the run: the wait past scoring
+        self.checkpoint.official_env_load = self.official_load.state
+        self.checkpoint.official_env_problems += lines
+        self.warnings += lines
+        self.official_load = None
+
+    def abandon(self) -> None:
+        """End a load still running where the run ends early (an interrupt, a user error)."""
+        if self.official_load is not None:
+            self.official_load.cancel()
 
     def evaluate(self, staged: sandbox.StagedRun) -> None:
         if self.status not in SCORED or not self.options.score:
@@ -469,7 +516,7 @@ def run_submission(
     """Run `submission` on `task` through the whole lifecycle (see the module docstring).
 
     `options` are `RunOptions`' fields: params, variant, results_root, record, progress, score,
-    isolation, memory_cap_mb, grace_s, on_output, seed, group_id, audit, limit.
+    isolation, memory_cap_mb, grace_s, on_output, seed, group_id, audit, limit, official_load.
     """
     submission = Path(submission)
     run = _Run(submission, task, _options(task, budget_s, launcher, processes, **options))
@@ -485,9 +532,19 @@ def run_submission(
             run.execute(staged)
             run.classify(staged)
             run.evaluate(staged)
+            run.confirm()
         finally:
+            run.abandon()
             sandbox.cleanup(staged)
     return run.record()
+
+
+def official_load_wanted(option: bool | None) -> bool:
+    """Whether a run loads its checkpoint in the official environment: `option` where given, else unless
+    UNLEARN_HARNESS_OFFICIAL_LOAD is 0 (or false/no/off)."""
+    if option is not None:
+        return option
+    return os.environ.get(OFFICIAL_LOAD_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 def _world_seed(task: TaskSpec) -> int | None:

@@ -54,6 +54,15 @@ def tiny_task(tiny_world):
     return tiny_spec(tiny_world)
 
 
+@pytest.fixture(autouse=True)
+def _no_official_load_in_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run` loads its checkpoint in the official environment where that exists (a second interpreter,
+    2-4 s of CPU per run): off here, so that the run tests do not all pay it once a test has created that
+    environment in the session's cache. tests/test_run_official_load.py asks for it (official_load=True);
+    `check` always loads."""
+    monkeypatch.setenv("UNLEARN_HARNESS_OFFICIAL_LOAD", "0")
+
+
 @pytest.fixture(scope="session")
 def official_env_or_none(harness_cache: Path):
     """The organisers' pinned environment (harness/envs/official.py), created once under the session's

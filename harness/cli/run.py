@@ -280,7 +280,7 @@ def check(
         with tempfile.TemporaryDirectory(prefix="unlearn-harness-check-") as tmp:
             result = run_submission(
                 submission, task, budget_s=budget, params=parse_set(sets), results_root=Path(tmp), record=False,
-                progress=not as_json, score=False, isolation=isolation,
+                progress=not as_json, score=False, isolation=isolation, official_load=True,
             )  # fmt: skip
             blocking = _official_load_problems(result)  # errors here, not also the run's warnings
             result.warnings = [w for w in result.warnings if w not in blocking]
@@ -305,13 +305,10 @@ def check(
 
 def _official_load_problems(result: RunResult) -> list[str]:
     """What keeps the dry run's checkpoint from loading under the organisers' transformers 4.45.2: the
-    static check, and the load itself in the official environment where it exists (harness/envs)."""
-    from harness.checkpoint import official_env_problems
-
+    static check, and the load itself in the official environment where it exists (harness/envs), both
+    done by the dry run (checkpoint.OfficialLoad; a load that could not run is one line here too)."""
     report = result.checkpoint
-    if report is None or not report.ok or not report.out_dir.is_dir():
-        return []
-    return official_env_problems(report.out_dir, load=True)
+    return list(report.official_env_problems) if report is not None and report.ok else []
 
 
 @cli.command("run")
@@ -361,6 +358,12 @@ def _official_load_problems(result: RunResult) -> list[str]:
 @click.option(
     "--quiet", is_flag=True, help="Do not show the submission's output while it runs (it is logged)."
 )
+@click.option(
+    "--no-official-load",
+    is_flag=True,
+    help="Do not load the checkpoint in the official environment (transformers 4.45.2) while scoring; "
+    "also UNLEARN_HARNESS_OFFICIAL_LOAD=0. The static check still runs.",
+)
 @limit_option
 @task_path_options()
 @click.option("--json", "as_json", is_flag=True, help="Print the run record as one JSON object.")
@@ -368,7 +371,7 @@ def run_command(
     submission: Path, task_name: str, budget: float | None, sets: tuple[str, ...], variant: str | None,
     processes: int, launcher: str, results: Path | None, no_record: bool, grace: float, isolation: str,
     memory_cap_mb: float | None, seeds: str | None, world_seeds: str | None, with_audit: bool, quiet: bool,
-    limit: int | None, as_json: bool, **paths: str | None,
+    limit: int | None, no_official_load: bool, as_json: bool, **paths: str | None,
 ) -> None:  # fmt: skip
     """Run SUBMISSION on a task under its budget, validate and score the checkpoint, record the run.
 
@@ -381,7 +384,7 @@ def run_command(
         budget_s=budget, params=params, variant=variant, processes=processes, launcher=launcher,
         results_root=_results_root(results), record=not no_record, progress=not as_json, isolation=isolation,
         memory_cap_mb=memory_cap_mb, grace_s=grace, on_output=None if quiet or as_json else LiveOutput(), audit=with_audit,
-        limit=limit,
+        limit=limit, official_load=False if no_official_load else None,
     )  # fmt: skip
     # a fresh board gets the untouched target (and gold) beside the run: full evaluations, so not for a quick look
     references = not no_record and limit is None

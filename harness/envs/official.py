@@ -8,6 +8,8 @@ torch 2.5.0 is not asked for, and the torch in use is recorded). The rest of the
 trains (deepspeed, pytorch-lightning) or is shadowed by the standard library (statistics), so it is left
 out. The worker (worker.py) is this project's exact path, checkpoint loading, MMLU and scoring, run from
 this source tree by that interpreter: `score --official-env` gives the organisers' numerics by construction.
+`start_worker` / `start_load` start it and return at once (`run` loads its checkpoint there while it
+scores); `run_worker` / `loads` wait for the answer.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -194,27 +197,113 @@ def require() -> OfficialEnv:
     return found
 
 
-def run_worker(env: OfficialEnv, request: dict, *, progress: bool = True) -> dict:
-    """Run worker.py in `env` on one request; its JSON answer (a HarnessError where it failed)."""
-    with tempfile.TemporaryDirectory(prefix="official-worker-") as tmp:
-        request_path, answer_path = Path(tmp) / "request.json", Path(tmp) / "answer.json"
-        request_path.write_text(json.dumps(request))
+class WorkerHandle:
+    """worker.py running in an official environment on one request (`start_worker`): `result` waits for
+    its answer, `cancel` ends it. ``capture``: its stderr goes to a file (the last line is quoted where it
+    fails), not to the caller's terminal, so that a background worker does not write over a progress bar."""
+
+    def __init__(
+        self, env: OfficialEnv, request: dict, *, progress: bool = True, capture: bool = False
+    ) -> None:
+        self.python = env.python
+        self._tmp = tempfile.TemporaryDirectory(prefix="official-worker-")
+        folder = Path(self._tmp.name)
+        self._answer_path, self._log_path = folder / "answer.json", folder / "stderr.log"
+        (folder / "request.json").write_text(json.dumps(request))
         environ = {**os.environ, "PYTHONPATH": str(SOURCE_ROOT), "PYTHONNOUSERSITE": "1"}
         environ.setdefault("HF_HUB_OFFLINE", "1")
-        command = [str(env.python), "-m", "harness.envs.worker", str(request_path), str(answer_path)]
+        command = [
+            str(env.python),
+            "-m",
+            "harness.envs.worker",
+            str(folder / "request.json"),
+            str(self._answer_path),
+        ]
         if not progress:
             command.append("--quiet")
         # the worker's output (progress, transformers' messages) goes to stderr: stdout stays the caller's
-        done = subprocess.run(command, env=environ, stdout=2)
-        if not answer_path.is_file():
+        log = open(self._log_path, "wb") if capture else None  # noqa: SIM115 - the child holds it; closed below
+        try:
+            # its own session: `cancel` ends it with whatever it started
+            self._process = subprocess.Popen(
+                command, env=environ, stdin=subprocess.DEVNULL, stdout=log or 2, stderr=log,
+                start_new_session=True,
+            )  # fmt: skip
+        except OSError as error:
+            self._tmp.cleanup()
             raise HarnessError(
-                f"the official environment's worker ({env.python}) exited with status {done.returncode} "
-                "without an answer (its traceback is above)"
+                f"the official environment's interpreter {env.python} cannot start ({error})"
+            ) from None
+        finally:
+            if log is not None:
+                log.close()
+        self._outcome: dict | HarnessError | None = None
+
+    def done(self) -> bool:
+        """Whether the worker has exited (its answer is then ready)."""
+        return self._outcome is not None or self._process.poll() is not None
+
+    def result(self, timeout: float | None = None) -> dict:
+        """The worker's JSON answer, waiting up to `timeout` seconds (None: as long as it takes); a
+        HarnessError (one line) where it answered an error, exited without an answer or ran out of time."""
+        if self._outcome is None:
+            self._outcome = self._collect(timeout)
+        if isinstance(self._outcome, HarnessError):
+            raise self._outcome
+        return self._outcome
+
+    def _collect(self, timeout: float | None) -> dict | HarnessError:
+        try:
+            returncode = self._process.wait(timeout)
+        except BaseException as error:  # out of time, or an interrupt: the worker does not outlive the wait
+            self.cancel()
+            if not isinstance(error, subprocess.TimeoutExpired):
+                raise
+            return HarnessError(
+                f"the official environment's worker ({self.python}) gave no answer in {timeout:g} s"
             )
-        answer = json.loads(answer_path.read_text())
-    if "error" in answer:
-        raise HarnessError(answer["error"])
-    return answer
+        try:
+            if not self._answer_path.is_file():
+                return HarnessError(
+                    f"the official environment's worker ({self.python}) exited with status {returncode} "
+                    f"without an answer ({self._last_log_line() or 'its traceback is above'})"
+                )
+            answer = json.loads(self._answer_path.read_text())
+        finally:
+            self._tmp.cleanup()
+        return HarnessError(answer["error"]) if "error" in answer else answer
+
+    def _last_log_line(self) -> str:
+        try:
+            lines = self._log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return lines[-1].strip() if lines else ""
+
+    def cancel(self) -> None:
+        """End the worker and what it started where it still runs (nothing is answered); a no-op once it
+        has exited."""
+        if self._process.poll() is None:
+            try:
+                os.killpg(self._process.pid, signal.SIGKILL)
+            except (AttributeError, OSError):  # no process groups here, or it has just exited
+                self._process.kill()
+            self._process.wait()
+        if self._outcome is None:
+            self._outcome = HarnessError(f"the official environment's worker ({self.python}) was cancelled")
+        self._tmp.cleanup()
+
+
+def start_worker(
+    env: OfficialEnv, request: dict, *, progress: bool = True, capture: bool = False
+) -> WorkerHandle:
+    """Start worker.py in `env` on one request and return at once (see `WorkerHandle`)."""
+    return WorkerHandle(env, request, progress=progress, capture=capture)
+
+
+def run_worker(env: OfficialEnv, request: dict, *, progress: bool = True) -> dict:
+    """Run worker.py in `env` on one request; its JSON answer (a HarnessError where it failed)."""
+    return start_worker(env, request, progress=progress).result()
 
 
 def evaluate(env: OfficialEnv, checkpoint: Path, task, run_dir: Path, *, dtype: str | None = None,
@@ -227,7 +316,29 @@ def evaluate(env: OfficialEnv, checkpoint: Path, task, run_dir: Path, *, dtype: 
     return run_worker(env, request, progress=progress)
 
 
+class PendingLoad:
+    """The load of one checkpoint in an official environment, running in the background (`start_load`)."""
+
+    def __init__(self, worker: WorkerHandle) -> None:
+        self.worker = worker
+
+    def result(self, timeout: float | None = None) -> str | None:
+        """None where the checkpoint loaded; else the problem (the error's first line). A HarnessError where
+        the worker failed or gave no answer within `timeout` seconds (it is then ended)."""
+        answer = self.worker.result(timeout)
+        return None if answer["loads"] else answer["problem"]
+
+    def cancel(self) -> None:
+        self.worker.cancel()
+
+
+def start_load(env: OfficialEnv, checkpoint: Path) -> PendingLoad:
+    """Start loading `checkpoint` with AutoTokenizer and AutoModelForCausalLM in `env` (another interpreter,
+    a few seconds) and return at once; its output is kept off the terminal."""
+    request = {"verb": "load", "checkpoint": str(Path(checkpoint).resolve())}
+    return PendingLoad(start_worker(env, request, progress=False, capture=True))
+
+
 def loads(env: OfficialEnv, checkpoint: Path) -> str | None:
     """None where `checkpoint` loads with AutoTokenizer and AutoModelForCausalLM in `env`; else the problem."""
-    answer = run_worker(env, {"verb": "load", "checkpoint": str(Path(checkpoint).resolve())}, progress=False)
-    return None if answer["loads"] else answer["problem"]
+    return start_load(env, checkpoint).result()

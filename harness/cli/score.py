@@ -80,9 +80,16 @@ def _source_line(run_dir: Path, exact: bool) -> str:
     from harness.inference.engine import near_ties
 
     line = f"numbers from: this environment (transformers {transformers.__version__}, the 4.45.2 numerics restored)"
-    settled = near_ties(run_dir)
+    settled, steps = near_ties(run_dir), near_ties(run_dir, "exact_steps") or {}
     if not exact and settled is not None:
-        counts = ", ".join(f"{n} {stage}" for stage, n in sorted(settled.items()) if n) or "none"
+        counts = (
+            ", ".join(
+                f"{n} {stage}" + (f" ({steps[stage]} exact decoding steps)" if steps.get(stage) else "")
+                for stage, n in sorted(settled.items())
+                if n
+            )
+            or "none"
+        )
         line += f"; fast path, rows settled by the exact loop at near ties: {counts}"
     return line
 

@@ -190,17 +190,25 @@ def evaluate(
 
 
 def _write_near_ties(evaluator: FastEvaluator, run_dir: Path, dtype) -> Path:
-    """near_ties.json: how many rows of each stage the fast path settled with the exact loop (ties.py)."""
+    """near_ties.json: how many rows of each stage the fast path settled with the exact loop (ties.py), and
+    the decoding steps the exact loop took for the generation rows among them."""
     path = run_dir / NEAR_TIES
-    payload = {"dtype": str(dtype), "tolerance": ties.tolerance(dtype), "exact_rows": evaluator.exact_rows}
+    payload = {
+        "dtype": str(dtype),
+        "tolerance": ties.tolerance(dtype),
+        "exact_rows": evaluator.exact_rows,
+        "exact_steps": evaluator.exact_steps,
+    }
     write_text_atomic(path, json.dumps(payload, sort_keys=True))
     return path
 
 
-def near_ties(run_dir: Path) -> dict[str, int] | None:
-    """The rows the fast path settled with the exact loop, per stage (None: not a fast-path run)."""
+def near_ties(run_dir: Path, field: str = "exact_rows") -> dict[str, int] | None:
+    """The rows the fast path settled with the exact loop, per stage (None: not a fast-path run); with
+    ``field="exact_steps"``, the decoding steps the exact loop took for them (empty before 3 Dec 2026)."""
     try:
-        return json.loads((Path(run_dir) / NEAR_TIES).read_text())["exact_rows"]
+        payload = json.loads((Path(run_dir) / NEAR_TIES).read_text())
+        return payload["exact_rows"] if field == "exact_rows" else payload.get(field, {})
     except (OSError, ValueError, KeyError):
         return None
 

@@ -32,13 +32,17 @@ class Evaluator:
     progress: Progress | None
     #: per stage, the rows the fast path handed to the exact loop at a near tie (ties.py)
     exact_rows: dict[str, int] = field(default_factory=dict)
+    #: per stage, the decoding steps the exact loop took to settle those rows (generations)
+    exact_steps: dict[str, int] = field(default_factory=dict)
 
     @property
     def pad(self) -> int:
         return self.tokenizer.eos_token_id
 
-    def count_exact(self, stage: str, n: int) -> None:
+    def count_exact(self, stage: str, n: int, steps: int = 0) -> None:
         self.exact_rows[stage] = self.exact_rows.get(stage, 0) + n
+        if steps:
+            self.exact_steps[stage] = self.exact_steps.get(stage, 0) + steps
 
     def _bar(self, label: str, total: int) -> Callable[[int], None]:
         if self.progress is None:
@@ -119,7 +123,7 @@ class FastEvaluator(Evaluator):
             on_rows=self._bar(label, len(prompts)),
             decode_tokens=self.decode_tokens,
         )
-        self.count_exact("generations", len(drafted.exact_rows))
+        self.count_exact("generations", len(drafted.exact_rows), drafted.exact_steps)
         return [generation.decode(self.tokenizer, t) for t in drafted.tokens]
 
     def loss(self, label: str, items: Sequence[losses.LossItem]) -> list[float]:

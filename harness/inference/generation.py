@@ -19,7 +19,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    GenerationConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
 
 from harness.inference import forest, ties
 from harness.inference.batching import Batch, left_pad, run_batched
@@ -56,16 +62,70 @@ def plain_greedy(config: GenerationConfig) -> bool:
     return all(getattr(config, key, None) in allowed for key, allowed in _PLAIN_GREEDY_DEFAULTS.items())
 
 
-@torch.inference_mode()
 def generate_exact(
-    model: PreTrainedModel, prompt: Sequence[int], max_new_tokens: int, pad_token_id: int
+    model: PreTrainedModel,
+    prompt: Sequence[int],
+    max_new_tokens: int,
+    pad_token_id: int,
+    follow: Sequence[int] = (),
+    until: int = -1,
 ) -> list[int]:
-    """The official call (official-scoring.md 2.3): one row, no attention mask, greedy, cache on."""
+    """The official call (official-scoring.md 2.3): one row, no attention mask, greedy, cache on.
+
+    With ``follow`` (a candidate generation) and ``until`` (an index into it), the same call stops once
+    it has generated ``follow[: until + 1]`` and returns ``follow`` whole: see `_Follows`. A stopping
+    criterion only reads the tokens after each step, so the model's inputs, and every token the call
+    makes, are the ones the plain call makes.
+    """
+    made = _exact_loop(model, prompt, max_new_tokens, pad_token_id, follow, until)
+    return _followed(made, follow, until)
+
+
+def _followed(made: list[int], follow: Sequence[int], until: int) -> list[int]:
+    """The generation, from the tokens the exact loop made while following ``follow`` through ``until``."""
+    return list(follow) if until >= 0 and made == list(follow[: until + 1]) else made
+
+
+@torch.inference_mode()
+def _exact_loop(
+    model: PreTrainedModel,
+    prompt: Sequence[int],
+    max_new_tokens: int,
+    pad_token_id: int,
+    follow: Sequence[int],
+    until: int,
+) -> list[int]:
+    """The tokens `generate_exact`'s call makes (one per decoding step)."""
     ids = torch.tensor([list(prompt)], device=model.device)
+    criteria = StoppingCriteriaList([_Follows(follow, until, ids.shape[1])]) if until >= 0 else None
     out = model.generate(
-        ids, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True, pad_token_id=pad_token_id
+        ids,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        use_cache=True,
+        pad_token_id=pad_token_id,
+        stopping_criteria=criteria,
     )
     return out[0, ids.shape[1] :].tolist()
+
+
+class _Follows(StoppingCriteria):
+    """Stops a one-row greedy call as soon as it has generated ``follow[: until + 1]``.
+
+    Used where the fast path made a candidate ``follow`` whose picks after ``until`` all lead their
+    runner-up by more than the rounding tolerance (ties.py): once the exact loop has reproduced the
+    candidate through ``until``, it would go on reproducing the rest, since each later token is the
+    argmax after the same prefix, won by more than rounding can change. If it leaves the candidate
+    anywhere on the way, it does not stop here and runs to its own end.
+    """
+
+    def __init__(self, follow: Sequence[int], until: int, prompt_length: int) -> None:
+        self.follow, self.until, self.start = list(follow), until, prompt_length
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.BoolTensor:
+        made = input_ids[0, self.start :].tolist()
+        hit = len(made) == self.until + 1 and made == self.follow[: self.until + 1]
+        return torch.full((input_ids.shape[0],), hit, dtype=torch.bool, device=input_ids.device)
 
 
 def decode(tokenizer: PreTrainedTokenizerBase, tokens: Sequence[int]) -> str:
@@ -80,11 +140,10 @@ def decode(tokenizer: PreTrainedTokenizerBase, tokens: Sequence[int]) -> str:
 
 @torch.inference_mode()
 def generate_batch(
-    model: PreTrainedModel, batch: Batch, budgets: Sequence[int], stop: set[int], give_up: float = -math.inf
+    model: PreTrainedModel, batch: Batch, budgets: Sequence[int], stop: set[int]
 ) -> list[Decoded]:
     """Greedy-decode one left-padded batch; returns each row's new tokens (EOS included if produced),
-    at most ``budgets[row]`` of them, and the smallest lead of its picks. A row whose pick leads by less
-    than ``give_up`` leaves the batch there (the caller re-decodes it with the exact loop)."""
+    at most ``budgets[row]`` of them, and the lead of each pick over its runner-up (ties.py)."""
     device = model.device
     input_ids, mask = batch.input_ids.to(device), batch.attention_mask.to(device)
     n = input_ids.shape[0]
@@ -97,7 +156,7 @@ def generate_batch(
     alive = torch.arange(n, device=device)  # original row index of each row still in the batch
     limit = torch.tensor(list(budgets), device=device)  # token budget of each row still in the batch
     stop_t = torch.tensor(sorted(stop), device=device, dtype=torch.long)
-    lowest = [math.inf] * n  # each row's smallest lead of a pick over the runner-up (ties.py)
+    leads_of: list[list[float]] = [[] for _ in range(n)]  # each pick's lead over the runner-up (ties.py)
     logits = model(
         input_ids, attention_mask=mask, position_ids=positions, cache=cache, logits_to_keep=1
     ).logits
@@ -109,10 +168,10 @@ def generate_batch(
         leads = ties.margins(last)
         for row, tok, lead in zip(alive.tolist(), nxt.tolist(), leads.tolist()):
             produced[row].append(tok)
-            lowest[row] = min(lowest[row], lead)
+            leads_of[row].append(lead)
         if step == steps - 1:
             break
-        done = (limit <= step + 1) | (leads < give_up).to(device)
+        done = limit <= step + 1
         if len(stop):
             done |= torch.isin(nxt, stop_t)
         if done.any():
@@ -127,7 +186,7 @@ def generate_batch(
         logits = model(
             nxt[:, None], attention_mask=mask, position_ids=last_pos[:, None], cache=cache, logits_to_keep=1
         ).logits
-    return [Decoded(tokens, lead) for tokens, lead in zip(produced, lowest)]
+    return [Decoded(tokens, tuple(leads)) for tokens, leads in zip(produced, leads_of)]
 
 
 @torch.inference_mode()
@@ -149,7 +208,7 @@ def generate_batch_hf(
     for seq, budget in zip(out[:, batch.input_ids.shape[1] :].tolist(), budgets):
         seq = seq[:budget]
         cut = next((i + 1 for i, t in enumerate(seq) if t in stop), len(seq))
-        rows.append(Decoded(seq[:cut], math.nan))  # leads unknown: settled by the exact loop outside float32
+        rows.append(Decoded(seq[:cut], (math.nan,) * cut))  # leads unknown: the exact loop settles them
     return rows
 
 
@@ -179,10 +238,8 @@ def decode_batched(
     batch_size: int,
     max_tokens: int | None = None,
     on_rows: Callable[[int], None] | None = None,
-    give_up: float = -math.inf,
 ) -> list[Decoded]:
-    """`generate_fast` with the smallest lead of each row's picks (see ties.py); ``give_up``: as in
-    `generate_batch`."""
+    """`generate_fast` with the lead of each row's picks over the runner-up (see ties.py)."""
     stop = eos_ids(model)
     greedy = plain_greedy(model.generation_config)
     n = len(prompts)
@@ -192,7 +249,7 @@ def decode_batched(
         batch = left_pad([prompt for prompt, _ in rows], pad_token_id)
         budgets = [budget for _, budget in rows]
         if greedy:
-            return generate_batch(model, batch, budgets, stop, give_up)
+            return generate_batch(model, batch, budgets, stop)
         return generate_batch_hf(model, batch, budgets, pad_token_id)
 
     return run_batched(
@@ -245,10 +302,10 @@ class Draft:
 
 @dataclass(frozen=True)
 class Decoded:
-    """A row's generated tokens and the smallest lead of its greedy picks over the runner-up."""
+    """A row's generated tokens and the lead of each of its greedy picks over the runner-up (NaN: unknown)."""
 
     tokens: list[int]
-    lowest_margin: float
+    margins: tuple[float, ...]
 
 
 def _pick(drafts: Sequence[Draft]) -> Draft | None:
@@ -266,10 +323,12 @@ def _pick(drafts: Sequence[Draft]) -> Draft | None:
 
 @dataclass(frozen=True)
 class Drafted:
-    """`generate_drafted`'s result: each row's tokens, and the rows the exact loop re-decoded (near ties)."""
+    """`generate_drafted`'s result: each row's tokens, the rows the exact loop settled (near ties) and the
+    decoding steps that took it."""
 
     tokens: list[list[int]]
     exact_rows: list[int]
+    exact_steps: int = 0
 
 
 # Stays whole (62 lines): the draft check, the acceptance, the batched rest and the near-tie fallback are
@@ -292,8 +351,8 @@ def generate_drafted(
     with the draft as the guess, all of it verified at once). `accept_draft` turns that into the row's
     first tokens; the rows it leaves unfinished continue in the batched greedy loop from prompt + those
     tokens with the budget left, as do rows without a draft. A row any of whose picks led its runner-up
-    by less than the dtype's tolerance (ties.py) is generated again by the exact one-row loop, so the
-    result is the exact path's. Under a generation_config that is not plain greedy, drafts are ignored
+    by less than the dtype's tolerance (ties.py) is settled by the exact one-row loop, through its last
+    such pick (`_settle`), so the result is the exact path's. Under a generation_config that is not plain greedy, drafts are ignored
     and every row is generated from its prompt. ``decode_tokens`` caps the padded prompt tokens of a
     decoding batch (default ``max_tokens``, which caps the forward passes).
     """
@@ -303,7 +362,7 @@ def generate_drafted(
         rest = decode_batched(
             model, prompts, max_new_tokens, pad_token_id, batch_size, decode_tokens, on_rows
         )
-        return _settle(model, prompts, [d.tokens for d in rest], [d.lowest_margin for d in rest], tol,
+        return _settle(model, prompts, [d.tokens for d in rest], [list(d.margins) for d in rest], tol,
                        max_new_tokens, pad_token_id)  # fmt: skip
     stop = eos_ids(model)
     picked = [_pick(row) if len(prompt) else None for prompt, row in zip(prompts, drafts)]
@@ -319,15 +378,16 @@ def generate_drafted(
     for i, check in zip(unchecked, checks):
         picked[i] = Draft(picked[i].tokens, check.greedy, check.margins)
     tokens: list[list[int]] = []
-    lowest: list[float] = []
+    leads: list[list[float]] = []  # the lead of each pick of each row (a draft without leads: inf)
     pending: list[int] = []
     for i, draft in enumerate(picked):
         accepted, done = [], False
         if draft is not None:
             accepted, done = accept_draft(draft.greedy, draft.tokens, max_new_tokens, stop)
         tokens.append(accepted)
-        lowest.append(min(draft.margins[: len(accepted)], default=math.inf) if draft else math.inf)
-        if not done and not lowest[-1] < tol:  # a row already at a near tie goes to the exact loop
+        known = list(draft.margins[: len(accepted)]) if draft else []
+        leads.append(known + [math.inf] * (len(accepted) - len(known)))
+        if not done:
             pending.append(i)
     if on_rows is not None and len(prompts) > len(pending):
         on_rows(len(prompts) - len(pending))
@@ -339,27 +399,40 @@ def generate_drafted(
         batch_size,
         decode_tokens,
         on_rows,
-        give_up=tol,
     )
     for i, more in zip(pending, rest):
         tokens[i] += more.tokens
-        lowest[i] = min(lowest[i], more.lowest_margin)
-    return _settle(model, prompts, tokens, lowest, tol, max_new_tokens, pad_token_id)
+        leads[i] += more.margins
+    return _settle(model, prompts, tokens, leads, tol, max_new_tokens, pad_token_id)
 
 
 def _settle(
     model: PreTrainedModel,
     prompts: Sequence[Sequence[int]],
     tokens: list[list[int]],
-    lowest: Sequence[float],
+    leads: Sequence[Sequence[float]],
     tol: float,
     max_new_tokens: int,
     pad_token_id: int,
 ) -> Drafted:
-    """Re-decode with the exact loop each row whose smallest lead is below `tol` (or unknown: NaN)."""
-    near = [i for i, lead in enumerate(lowest) if len(prompts[i]) and not lead >= tol]
-    if model.dtype == torch.float32:  # unknown leads (NaN) come from batched HF generate: fine in float32
-        near = [i for i in near if not math.isnan(lowest[i])]
-    for i in near:
-        tokens[i] = generate_exact(model, prompts[i], max_new_tokens, pad_token_id)
-    return Drafted(tokens, near)
+    """Settle with the exact loop each row with a pick whose lead is below `tol` (or unknown: NaN).
+
+    The fast path's tokens are the exact path's up to a row's first such pick (every earlier pick won by
+    more than rounding can change), and after its last one if the exact loop made the same picks up to
+    there; so the exact loop runs only through the row's last near tie, following the candidate, and on
+    to its own end only where it leaves the candidate (`generate_exact` with ``follow``).
+    """
+    near: list[int] = []
+    steps = 0
+    for i, row in enumerate(leads):
+        if not len(prompts[i]):
+            continue
+        unsure = [j for j, lead in enumerate(row) if not lead >= tol]
+        if model.dtype == torch.float32:  # unknown leads (NaN) come from batched HF generate: fine in float32
+            unsure = [j for j in unsure if not math.isnan(row[j])]
+        if unsure:
+            made = _exact_loop(model, prompts[i], max_new_tokens, pad_token_id, tokens[i], unsure[-1])
+            tokens[i] = _followed(made, tokens[i], unsure[-1])
+            near.append(i)
+            steps += len(made)
+    return Drafted(tokens, near, steps)

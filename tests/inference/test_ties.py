@@ -1,6 +1,7 @@
 """harness.inference.ties and the near-tie fallback: leads by hand, and the fallback's rows settled by
 the exact loop (all of them under an infinite tolerance, none under a negative one, the exact tokens
-either way); MIA loss pairs closer than the tolerance are computed again."""
+either way), which runs only through a row's last near tie; MIA loss pairs closer than the tolerance
+are computed again."""
 
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ def test_the_fallback_settles_rows_below_the_tolerance(word_model, monkeypatch, 
     done = generation.generate_drafted(word_model, prompts, drafts, 5, 0, batch_size=4)
     assert done.tokens == exact
     assert len(done.exact_rows) == settled
+    # every pick is unsure under an infinite tolerance: the exact loop runs each row to its end
+    assert done.exact_steps == (sum(len(e) for e in exact) if settled else 0)
 
 
 def test_close_member_and_nonmember_losses_are_computed_again(monkeypatch) -> None:
@@ -59,3 +62,33 @@ def test_close_member_and_nonmember_losses_are_computed_again(monkeypatch) -> No
     # in float32 the same pair is far apart: nothing is computed again
     evaluator.model.dtype = torch.float32
     assert mia.settle(evaluator, docs, [1.0, 2.0, 2.01, 5.0], members=2) == [1.0, 2.0, 2.01, 5.0]
+
+
+@pytest.fixture
+def forwards(word_model):
+    """The forward passes of the word model during a test."""
+    calls: list[int] = []
+    handle = word_model.register_forward_hook(lambda module, args, out: calls.append(1))
+    yield calls
+    handle.remove()
+
+
+def test_the_exact_loop_stops_after_the_last_near_tie_of_a_candidate_it_follows(word_model, forwards) -> None:
+    prompt = [5, 12, 7]
+    exact = generation.generate_exact(word_model, prompt, 6, 0)
+    assert len(exact) == 6 and 0 not in exact  # no EOS within the budget: every step is a forward pass
+    calls = forwards
+    calls.clear()
+    # the candidate is the exact generation: the loop runs through step 2 (3 forward passes) and stops
+    assert generation.generate_exact(word_model, prompt, 6, 0, follow=exact, until=2) == exact
+    assert len(calls) == 3
+    calls.clear()
+    # a candidate that leaves the exact tokens at step 1 (before `until`): the loop runs to its own end
+    wrong = [exact[0], (exact[1] + 1) % 50, *exact[2:]]
+    assert generation.generate_exact(word_model, prompt, 6, 0, follow=wrong, until=3) == exact
+    assert len(calls) == 6
+    calls.clear()
+    # beyond `until` the candidate is taken as it is: its picks there were not near ties
+    later = [*exact[:4], (exact[4] + 1) % 50, exact[5]]
+    assert generation.generate_exact(word_model, prompt, 6, 0, follow=later, until=1) == later
+    assert len(calls) == 2

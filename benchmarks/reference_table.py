@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from harness.errors import HarnessError  # noqa: E402
-from harness.reference import NAMES, reference_checkpoints, reference_record  # noqa: E402
+from harness.reference import NAMES, ensure_reference_rows, reference_checkpoints  # noqa: E402
 from harness.runner import run_group  # noqa: E402
 from leaderboard.record import RunRecord  # noqa: E402
 from leaderboard.store import Store, default_db  # noqa: E402
@@ -127,19 +127,15 @@ def markdown_row(row: Row, worlds: list[int], targets: dict[int, float]) -> str:
 
 
 def reference_rows(tasks: dict[int, TaskSpec], results: Path) -> list[Row]:
-    """The untouched target and gold rows of every world, recorded once per (role, world) on the board.
-    (`harness.reference.ensure_reference_rows` keys presence by task name only, so it would record the
-    first world's rows and skip the others: here presence is keyed by world seed too.)"""
-    store = Store(default_db(results))
-    present = {(r.role, r.world_seed): r for r in store.records(task="tiny") if r.role != "entry"}
+    """The untouched target and gold rows of every world, recorded once per (role, world) on the board
+    (`harness.reference.ensure_reference_rows`, which keys presence by world)."""
+    for task in tasks.values():
+        ensure_reference_rows(task, results, progress=False)
+    present = {(r.role, r.world_seed): r for r in Store(default_db(results)).records(task="tiny")}
     by_role: dict[str, list[RunRecord]] = {}
     for world, task in tasks.items():
-        for role, checkpoint in reference_checkpoints(task):
-            record = present.get((role, world))
-            if record is None:
-                record = reference_record(role, checkpoint, task, results, progress=False)
-                store.add(record)
-            by_role.setdefault(role, []).append(record)
+        for role, _ in reference_checkpoints(task):
+            by_role.setdefault(role, []).append(present[(role, world)])
     return [Row(f"*{NAMES[role]}*", "reference", records) for role, records in by_role.items()]
 
 

@@ -191,17 +191,19 @@ def official_env_problems(out_dir: Path, *, load: bool = False) -> list[str]:
 
 
 class OfficialLoad:
-    """out/ loading in the official environment in the background: `start` right after validation (it
-    returns at once), `finish` once the run has scored. `state` is what the run records
-    (checkpoint.official_env_load): ``running``, then ``loaded`` or ``problems``; ``failed: <why>`` where
-    the worker could not answer; ``skipped: <why>`` where nothing was started."""
+    """out/ loading in the official environment in the background. `prepare` starts the worker ahead (its
+    imports, most of the seconds, run while the submission does), `begin` names out/ right after
+    validation, `finish` collects the answer once the run has scored; `start` = prepare + begin. `state`
+    is what the run records (checkpoint.official_env_load): ``ready``, ``running``, then ``loaded`` or
+    ``problems``; ``failed: <why>`` where the worker could not answer; ``skipped: <why>`` where nothing
+    was started."""
 
     def __init__(self, state: str, pending=None) -> None:
         self.state, self._pending = state, pending
 
     @classmethod
-    def start(cls, out_dir: Path, *, enabled: bool = True) -> OfficialLoad:
-        """Start the load where `enabled` and the official environment exists; it is never created here."""
+    def prepare(cls, *, enabled: bool = True) -> OfficialLoad:
+        """Start the worker where `enabled` and the official environment exists; it is never created here."""
         from harness.envs import official
         from harness.errors import HarnessError
 
@@ -211,9 +213,21 @@ class OfficialLoad:
         if env is None:
             return cls("skipped: no official environment (`unlearn-harness env official` creates it)")
         try:
-            return cls("running", official.start_load(env, Path(out_dir)))
+            return cls("ready", official.prepare_load(env))
         except (HarnessError, OSError) as error:
             return cls(f"failed: {error}")
+
+    def begin(self, out_dir: Path) -> OfficialLoad:
+        """Have the worker load out/ (a prepared load; otherwise nothing to do)."""
+        if self._pending is not None and self.state == "ready":
+            self._pending.begin(Path(out_dir))
+            self.state = "running"
+        return self
+
+    @classmethod
+    def start(cls, out_dir: Path, *, enabled: bool = True) -> OfficialLoad:
+        """`prepare` and `begin` at once."""
+        return cls.prepare(enabled=enabled).begin(out_dir)
 
     def finish(self, timeout: float | None = None) -> list[str]:
         """Wait for the load (at most `timeout` seconds, default OFFICIAL_LOAD_TIMEOUT_S; then it is ended):
@@ -240,11 +254,13 @@ class OfficialLoad:
             return [f"out/ was not loaded in the official environment: {self.state[len('failed: ') :]}"]
         return []
 
-    def cancel(self) -> None:
-        """End a load still running (the run is ending otherwise)."""
+    def cancel(self, state: str | None = None) -> None:
+        """End a worker still running (the run is ending otherwise, or has no checkpoint to load: `state`)."""
         if self._pending is not None:
             self._pending.cancel()
             self._pending = None
+        if state is not None:
+            self.state = state
 
 
 def _foreign_entries(out: Path) -> str | None:

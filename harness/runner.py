@@ -6,8 +6,8 @@
     stage     sandbox.stage: the work directory the child sees
     execute   sandbox.run: the isolated, budgeted child
     classify  the child's outcome and the checkpoint it left -> one Status and a one-line message; for a
-              valid checkpoint the static 4.45.2 check, and its load in the official environment started
-              in the background (checkpoint.OfficialLoad)
+              valid checkpoint the static 4.45.2 check, and its load in the official environment begun in
+              the background (checkpoint.OfficialLoad: that worker starts with the child, for its imports)
     evaluate  harness.inference.evaluate and the bootstrap intervals, for a scored status
     confirm   the official environment's load collected (a problem is a warning; timings.official_load)
     record    manifest.json in the run directory, then one leaderboard row
@@ -350,6 +350,8 @@ class _Run:
             f"[bold]run[/] {self.submission.name} ({o.launcher} x{o.processes}, {self.mode}, budget {o.budget_s:.0f} s)"
         )
         threading.Thread(target=warm_up, args=(self.task.model_dir,), daemon=True).start()
+        # the official environment's worker does its imports meanwhile; it loads out/ after validation
+        self.official_load = OfficialLoad.prepare(enabled=official_load_wanted(o.official_load))
         self.box = sandbox.run(
             staged, budget_s=o.budget_s, kwargs=o.params, log_dir=self.run_dir / "logs", launcher=o.launcher,
             processes=o.processes, isolation=self.mode, hidden=_hidden_paths(self.task, o.results_root),
@@ -365,25 +367,24 @@ class _Run:
             self.box, staged.out_dir, self.task.model_dir, self.options.memory_cap_mb
         )
         self._timed("validate", started)
-        if self.checkpoint is not None:
-            self._start_official_load(staged.out_dir)
+        self._start_official_load(staged.out_dir)
         if self.box.violations and self.status in (*SCORED, Status.NO_CHECKPOINT):
             self.warnings.append(f"blocked in the sandbox: {self.box.violations[0]}")
         if self.status not in SCORED:
             self.log_tail = sandbox.tail(self.box.stderr_path) or sandbox.tail(self.box.stdout_path)
 
     def _start_official_load(self, out_dir: Path) -> None:
-        """The static 4.45.2 check (warnings), and the load in the official environment started (`confirm`)."""
-        report = self.checkpoint
-        if not report.ok:
-            report.official_env_load = "skipped: no valid checkpoint"
+        """The static 4.45.2 check (warnings), and the load in the official environment begun (`confirm`)."""
+        report, load = self.checkpoint, self.official_load
+        if report is None or not report.ok:
+            self.abandon()
+            if report is not None:
+                report.official_env_load = "skipped: no valid checkpoint"
             return
         report.official_env_problems = portable_problems(out_dir)
         self.warnings += report.official_env_problems
-        self.official_load = OfficialLoad.start(
-            out_dir, enabled=official_load_wanted(self.options.official_load)
-        )
-        report.official_env_load = self.official_load.state
+        if load is not None:
+            report.official_env_load = load.begin(out_dir).state
 
     def confirm(self) -> None:
         """Collect the official environment's load (it ran while the run scored); what it found is a warning."""
@@ -403,6 +404,7 @@ class _Run:
         """End a load still running where the run ends early (an interrupt, a user error)."""
         if self.official_load is not None:
             self.official_load.cancel()
+            self.official_load = None
 
     def evaluate(self, staged: sandbox.StagedRun) -> None:
         if self.status not in SCORED or not self.options.score:

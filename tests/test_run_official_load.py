@@ -11,6 +11,7 @@ environment skip with the reason where it cannot be built (conftest.official_env
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -101,6 +102,23 @@ def test_a_worker_that_hangs_is_one_warning_line_and_is_ended(tiny_task, tmp_pat
     assert not psutil.pid_exists(sleeper) or psutil.Process(sleeper).status() == psutil.STATUS_ZOMBIE
 
 
+def test_a_run_without_a_valid_checkpoint_ends_the_worker_it_started(
+    tiny_task, tmp_path, monkeypatch
+) -> None:
+    pid_file = tmp_path / "sleep.pid"
+    env = _fake_env(tmp_path, f"sleep 30 & echo $! > {pid_file}; wait")
+    monkeypatch.setattr(official, "locate", lambda: env)
+    result = _run("saves_nothing", tiny_task, tmp_path, score=False, official_load=True)
+    assert result.status == "NO_CHECKPOINT", result.message
+    assert result.checkpoint.official_env_load == "skipped: no valid checkpoint"
+    assert not any("official environment" in w for w in result.warnings), result.warnings
+    # the worker was started with the child (for its imports), before out/ was known: it is ended
+    assert not [p for p in psutil.process_iter(["cmdline"]) if str(env.python) in (p.info["cmdline"] or [])]
+    if pid_file.exists() and pid_file.read_text().strip():
+        sleeper = int(pid_file.read_text())
+        assert not psutil.pid_exists(sleeper) or psutil.Process(sleeper).status() == psutil.STATUS_ZOMBIE
+
+
 def test_a_worker_that_crashes_is_one_line_quoting_its_output(tiny_task, tmp_path, monkeypatch) -> None:
     env = _fake_env(tmp_path, "echo 'ImportError: no module named torch' >&2; exit 3")
     monkeypatch.setattr(official, "locate", lambda: env)
@@ -111,6 +129,17 @@ def test_a_worker_that_crashes_is_one_line_quoting_its_output(tiny_task, tmp_pat
         "exited with status 3 without an answer (ImportError: no module named torch)"
     ]
     assert load.state.startswith("failed: ") and "status 3" in load.state
+
+
+def test_a_prepared_worker_waits_for_its_checkpoint_then_loads_it(official_env, tiny_task, tmp_path) -> None:
+    out = tmp_path / "out"
+    pending = official.prepare_load(official_env)  # started before the checkpoint exists
+    shutil.copytree(tiny_task.model_dir, out)
+    config = json.loads((out / "tokenizer_config.json").read_text())
+    (out / "tokenizer_config.json").write_text(json.dumps({**config, "tokenizer_class": "TokenizersBackend"}))
+    problem = pending.begin(out).result(120)
+    assert problem is not None and "TokenizersBackend" in problem
+    assert official.start_load(official_env, tiny_task.model_dir).result(120) is None
 
 
 def test_start_load_returns_at_once_and_a_timeout_ends_the_worker(tiny_task, tmp_path) -> None:

@@ -8,8 +8,8 @@ torch 2.5.0 is not asked for, and the torch in use is recorded). The rest of the
 trains (deepspeed, pytorch-lightning) or is shadowed by the standard library (statistics), so it is left
 out. The worker (worker.py) is this project's exact path, checkpoint loading, MMLU and scoring, run from
 this source tree by that interpreter: `score --official-env` gives the organisers' numerics by construction.
-`start_worker` / `start_load` start it and return at once (`run` loads its checkpoint there while it
-scores); `run_worker` / `loads` wait for the answer.
+`start_worker` / `prepare_load` / `start_load` start it and return at once (`run` starts one while the
+submission runs and has it load the checkpoint while it scores); `run_worker` / `loads` wait for the answer.
 """
 
 from __future__ import annotations
@@ -198,27 +198,19 @@ def require() -> OfficialEnv:
 
 
 class WorkerHandle:
-    """worker.py running in an official environment on one request (`start_worker`): `result` waits for
-    its answer, `cancel` ends it. ``capture``: its stderr goes to a file (the last line is quoted where it
-    fails), not to the caller's terminal, so that a background worker does not write over a progress bar."""
+    """worker.py running in an official environment (`start_worker`). It starts at once and does its
+    imports (seconds) while the caller goes on; `submit` sends the one request (on stdin), `result` waits
+    for the answer, `cancel` ends it. ``capture``: its output goes to a file (the last line is quoted where
+    it fails), not to the caller's terminal, so that a background worker does not write over a progress bar."""
 
-    def __init__(
-        self, env: OfficialEnv, request: dict, *, progress: bool = True, capture: bool = False
-    ) -> None:
+    def __init__(self, env: OfficialEnv, *, progress: bool = True, capture: bool = False) -> None:
         self.python = env.python
         self._tmp = tempfile.TemporaryDirectory(prefix="official-worker-")
         folder = Path(self._tmp.name)
         self._answer_path, self._log_path = folder / "answer.json", folder / "stderr.log"
-        (folder / "request.json").write_text(json.dumps(request))
         environ = {**os.environ, "PYTHONPATH": str(SOURCE_ROOT), "PYTHONNOUSERSITE": "1"}
         environ.setdefault("HF_HUB_OFFLINE", "1")
-        command = [
-            str(env.python),
-            "-m",
-            "harness.envs.worker",
-            str(folder / "request.json"),
-            str(self._answer_path),
-        ]
+        command = [str(env.python), "-m", "harness.envs.worker", "-", str(self._answer_path)]
         if not progress:
             command.append("--quiet")
         # the worker's output (progress, transformers' messages) goes to stderr: stdout stays the caller's
@@ -226,7 +218,7 @@ class WorkerHandle:
         try:
             # its own session: `cancel` ends it with whatever it started
             self._process = subprocess.Popen(
-                command, env=environ, stdin=subprocess.DEVNULL, stdout=log or 2, stderr=log,
+                command, env=environ, stdin=subprocess.PIPE, stdout=log or 2, stderr=log,
                 start_new_session=True,
             )  # fmt: skip
         except OSError as error:
@@ -237,7 +229,20 @@ class WorkerHandle:
         finally:
             if log is not None:
                 log.close()
+        self._submitted = False
         self._outcome: dict | HarnessError | None = None
+
+    def submit(self, request: dict) -> WorkerHandle:
+        """Send the worker its request (once); it runs it as soon as its imports are done."""
+        if self._submitted:
+            raise HarnessError("the official environment's worker takes one request")
+        self._submitted = True
+        try:
+            self._process.stdin.write(json.dumps(request).encode())
+            self._process.stdin.close()
+        except OSError:
+            pass  # it has already exited: `result` says how
+        return self
 
     def done(self) -> bool:
         """Whether the worker has exited (its answer is then ready)."""
@@ -246,6 +251,8 @@ class WorkerHandle:
     def result(self, timeout: float | None = None) -> dict:
         """The worker's JSON answer, waiting up to `timeout` seconds (None: as long as it takes); a
         HarnessError (one line) where it answered an error, exited without an answer or ran out of time."""
+        if self._outcome is None and not self._submitted:
+            raise HarnessError("the official environment's worker was given no request (WorkerHandle.submit)")
         if self._outcome is None:
             self._outcome = self._collect(timeout)
         if isinstance(self._outcome, HarnessError):
@@ -289,16 +296,20 @@ class WorkerHandle:
             except (AttributeError, OSError):  # no process groups here, or it has just exited
                 self._process.kill()
             self._process.wait()
+        if not self._process.stdin.closed:
+            self._process.stdin.close()
         if self._outcome is None:
             self._outcome = HarnessError(f"the official environment's worker ({self.python}) was cancelled")
         self._tmp.cleanup()
 
 
 def start_worker(
-    env: OfficialEnv, request: dict, *, progress: bool = True, capture: bool = False
+    env: OfficialEnv, request: dict | None = None, *, progress: bool = True, capture: bool = False
 ) -> WorkerHandle:
-    """Start worker.py in `env` on one request and return at once (see `WorkerHandle`)."""
-    return WorkerHandle(env, request, progress=progress, capture=capture)
+    """Start worker.py in `env` and return at once (see `WorkerHandle`); `request`: submitted now, else
+    by the caller once it knows it (the worker's imports then overlap with what the caller does first)."""
+    handle = WorkerHandle(env, progress=progress, capture=capture)
+    return handle if request is None else handle.submit(request)
 
 
 def run_worker(env: OfficialEnv, request: dict, *, progress: bool = True) -> dict:
@@ -317,10 +328,16 @@ def evaluate(env: OfficialEnv, checkpoint: Path, task, run_dir: Path, *, dtype: 
 
 
 class PendingLoad:
-    """The load of one checkpoint in an official environment, running in the background (`start_load`)."""
+    """The load of one checkpoint in an official environment, in the background (`start_load`): the
+    worker may start before the checkpoint exists (`prepare_load`), `begin` then names it."""
 
     def __init__(self, worker: WorkerHandle) -> None:
         self.worker = worker
+
+    def begin(self, checkpoint: Path) -> PendingLoad:
+        """Load `checkpoint` (once the worker's imports are done)."""
+        self.worker.submit({"verb": "load", "checkpoint": str(Path(checkpoint).resolve())})
+        return self
 
     def result(self, timeout: float | None = None) -> str | None:
         """None where the checkpoint loaded; else the problem (the error's first line). A HarnessError where
@@ -332,11 +349,16 @@ class PendingLoad:
         self.worker.cancel()
 
 
+def prepare_load(env: OfficialEnv) -> PendingLoad:
+    """Start a worker in `env` for one load, before the checkpoint is known: its imports (most of the
+    seconds) run meanwhile; `PendingLoad.begin` names the checkpoint. Its output is kept off the terminal."""
+    return PendingLoad(start_worker(env, progress=False, capture=True))
+
+
 def start_load(env: OfficialEnv, checkpoint: Path) -> PendingLoad:
     """Start loading `checkpoint` with AutoTokenizer and AutoModelForCausalLM in `env` (another interpreter,
-    a few seconds) and return at once; its output is kept off the terminal."""
-    request = {"verb": "load", "checkpoint": str(Path(checkpoint).resolve())}
-    return PendingLoad(start_worker(env, request, progress=False, capture=True))
+    a few seconds) and return at once."""
+    return prepare_load(env).begin(checkpoint)
 
 
 def loads(env: OfficialEnv, checkpoint: Path) -> str | None:

@@ -1,6 +1,8 @@
 """The project's own worker, run by the official environment's interpreter (official.py).
 
-    python -m harness.envs.worker REQUEST.json ANSWER.json [--quiet]
+    python -m harness.envs.worker REQUEST.json|- ANSWER.json [--quiet]
+
+With ``-`` the request is read from stdin once the imports are done (a worker started ahead of its request).
 
 Verbs (the request's "verb"):
 - ``evaluate``: the exact path (the official one-row loops) of a checkpoint on a task, its MMLU and its
@@ -71,10 +73,17 @@ def _load(request: dict) -> dict:
 def main(argv: list[str]) -> int:
     from harness.errors import HarnessError
 
-    request_path, answer_path = Path(argv[0]), Path(argv[1])
-    request = json.loads(request_path.read_text())
+    answer_path = Path(argv[1])
+    # the imports first (seconds): a worker started ahead (official.WorkerHandle) pays them while its
+    # caller is still busy, then waits on stdin for the request
+    import torch  # noqa: F401
     import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: F401
 
+    text = sys.stdin.read() if argv[0] == "-" else Path(argv[0]).read_text()
+    if not text.strip():
+        return 0  # the caller went away without a request (official.WorkerHandle.cancel)
+    request = json.loads(text)
     try:
         verb = request["verb"]
         if verb == "evaluate":

@@ -201,9 +201,12 @@ class WorkerHandle:
     """worker.py running in an official environment (`start_worker`). It starts at once and does its
     imports (seconds) while the caller goes on; `submit` sends the one request (on stdin), `result` waits
     for the answer, `cancel` ends it. ``capture``: its output goes to a file (the last line is quoted where
-    it fails), not to the caller's terminal, so that a background worker does not write over a progress bar."""
+    it fails), not to the caller's terminal, so that a background worker does not write over a progress bar;
+    ``background``: at the lowest CPU priority (it takes only the CPU time nothing else wants)."""
 
-    def __init__(self, env: OfficialEnv, *, progress: bool = True, capture: bool = False) -> None:
+    def __init__(
+        self, env: OfficialEnv, *, progress: bool = True, capture: bool = False, background: bool = False
+    ) -> None:
         self.python = env.python
         self._tmp = tempfile.TemporaryDirectory(prefix="official-worker-")
         folder = Path(self._tmp.name)
@@ -211,8 +214,7 @@ class WorkerHandle:
         environ = {**os.environ, "PYTHONPATH": str(SOURCE_ROOT), "PYTHONNOUSERSITE": "1"}
         environ.setdefault("HF_HUB_OFFLINE", "1")
         command = [str(env.python), "-m", "harness.envs.worker", "-", str(self._answer_path)]
-        if not progress:
-            command.append("--quiet")
+        command += ["--quiet"] * (not progress) + ["--background"] * background
         # the worker's output (progress, transformers' messages) goes to stderr: stdout stays the caller's
         log = open(self._log_path, "wb") if capture else None  # noqa: SIM115 - the child holds it; closed below
         try:
@@ -304,11 +306,12 @@ class WorkerHandle:
 
 
 def start_worker(
-    env: OfficialEnv, request: dict | None = None, *, progress: bool = True, capture: bool = False
-) -> WorkerHandle:
+    env: OfficialEnv, request: dict | None = None, *, progress: bool = True, capture: bool = False,
+    background: bool = False,
+) -> WorkerHandle:  # fmt: skip
     """Start worker.py in `env` and return at once (see `WorkerHandle`); `request`: submitted now, else
     by the caller once it knows it (the worker's imports then overlap with what the caller does first)."""
-    handle = WorkerHandle(env, progress=progress, capture=capture)
+    handle = WorkerHandle(env, progress=progress, capture=capture, background=background)
     return handle if request is None else handle.submit(request)
 
 
@@ -352,7 +355,7 @@ class PendingLoad:
 def prepare_load(env: OfficialEnv) -> PendingLoad:
     """Start a worker in `env` for one load, before the checkpoint is known: its imports (most of the
     seconds) run meanwhile; `PendingLoad.begin` names the checkpoint. Its output is kept off the terminal."""
-    return PendingLoad(start_worker(env, progress=False, capture=True))
+    return PendingLoad(start_worker(env, progress=False, capture=True, background=True))
 
 
 def start_load(env: OfficialEnv, checkpoint: Path) -> PendingLoad:

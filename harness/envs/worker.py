@@ -1,8 +1,10 @@
 """The project's own worker, run by the official environment's interpreter (official.py).
 
-    python -m harness.envs.worker REQUEST.json|- ANSWER.json [--quiet]
+    python -m harness.envs.worker REQUEST.json|- ANSWER.json [--quiet] [--background]
 
 With ``-`` the request is read from stdin once the imports are done (a worker started ahead of its request).
+``--background``: at the lowest CPU priority (os.nice), so that a worker started while a submission runs
+takes only the CPU time nothing else wants.
 
 Verbs (the request's "verb"):
 - ``evaluate``: the exact path (the official one-row loops) of a checkpoint on a task, its MMLU and its
@@ -16,6 +18,7 @@ It imports only what runs under transformers 4.45.2 (the exact path, loading, sc
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -74,6 +77,8 @@ def main(argv: list[str]) -> int:
     from harness.errors import HarnessError
 
     answer_path = Path(argv[1])
+    if "--background" in argv and hasattr(os, "nice"):
+        os.nice(19)
     # the imports first (seconds): a worker started ahead (official.WorkerHandle) pays them while its
     # caller is still busy, then waits on stdin for the request
     import torch  # noqa: F401

@@ -24,6 +24,10 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.envs.official import PendingLoad
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 INDEX_NAMES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
@@ -198,7 +202,7 @@ class OfficialLoad:
     ``problems``; ``failed: <why>`` where the worker could not answer; ``skipped: <why>`` where nothing
     was started."""
 
-    def __init__(self, state: str, pending=None) -> None:
+    def __init__(self, state: str, pending: PendingLoad | None = None) -> None:
         self.state, self._pending = state, pending
 
     @classmethod

@@ -164,3 +164,20 @@ def test_the_load_is_on_unless_turned_off(tiny_task, monkeypatch) -> None:
     load = OfficialLoad.start(tiny_task.model_dir, enabled=official_load_wanted(None))
     assert load.state == "skipped: turned off (--no-official-load or UNLEARN_HARNESS_OFFICIAL_LOAD=0)"
     assert load.finish() == []
+
+
+def test_run_no_official_load_skips_it(tiny_task, tmp_path, monkeypatch, capsys) -> None:
+    from harness.cli import main
+
+    monkeypatch.delenv("UNLEARN_HARNESS_OFFICIAL_LOAD")  # the default is on: the flag alone turns it off
+    monkeypatch.setattr(
+        official, "locate", lambda: pytest.fail("a load turned off looked for the environment")
+    )
+    args = ["run", str(SUBMISSIONS / "good.py"), "--task", "tiny", "--no-record", "--limit", "1", "--quiet",
+            "--results", str(tmp_path / "runs"), "--no-official-load", "--json"]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    found = json.loads(capsys.readouterr().out)
+    assert exit_info.value.code == 0, found
+    assert found["checkpoint"]["official_env_load"].startswith("skipped: turned off (--no-official-load")
+    assert "official_load" not in found["timings"]

@@ -108,7 +108,7 @@ def bench_tiny(repeats: int, dtype: str) -> None:
                 f"(a) tiny task, {dtype}, {label} model: speedup {exact / medians['fast'][0]:.1f}x over the faster "
                 f"exact run ({medians['exact'][0] / medians['fast'][0]:.1f}x at {threads} threads each), "
                 f"identical outputs: {'yes' if same else 'no'}; rows settled by the exact loop at near ties: "
-                f"{settled}"
+                f"{settled}, taking {near_ties(medians['fast'][3], 'exact_steps')} exact decoding steps"
             )
 
 

@@ -111,6 +111,7 @@ def main() -> None:
                 seconds[path] = time.perf_counter() - t0
                 row[path] = compare(base / "official", base / path)
             row["fast"]["near_ties"] = near_ties(base / "fast")
+            row["fast"]["exact_steps"] = near_ties(base / "fast", "exact_steps")
             row["seconds"] = {k: round(v, 2) for k, v in seconds.items()}
             report[f"{dtype}/{name}"] = row
             print(f"{dtype:9} {name:10} {json.dumps(row)}", flush=True)

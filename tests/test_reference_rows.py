@@ -79,11 +79,11 @@ def test_run_records_the_missing_reference_rows_once(tiny_task, tmp_path, capsys
     assert not (tmp_path / "none" / "leaderboard.sqlite").exists()  # --no-record: no rows of any kind
 
 
-def _entry(root: Path) -> None:
+def _entry(root: Path, run_id: str = "e1", **fields) -> None:
     """A recorded run without reference rows (a board made by an older harness, or a sweep's)."""
     Store(default_db(root)).add(
         RunRecord(
-            run_id="e1",
+            run_id=run_id,
             created_at="2026-01-01T00:00:00+00:00",
             task="tiny",
             submission_name="ga",
@@ -94,6 +94,7 @@ def _entry(root: Path) -> None:
             mia_score=1.0,
             mmlu_average=0.5,
             final_score=2 / 3,
+            **fields,
         )  # fmt: skip
     )
 
@@ -213,24 +214,7 @@ def test_board_on_a_task_records_the_reference_rows_of_the_worlds_it_has_runs_on
     from harness.reference import board_tasks
 
     _world(1)
-    Store(default_db(tmp_path)).add(
-        RunRecord(
-            run_id="w1",
-            created_at="2026-01-01T00:00:00+00:00",
-            task="tiny",
-            submission_name="ga",
-            submission_sha256="0" * 64,
-            terms=(0.5,) * 12,
-            task_aggregate=0.5,
-            auc=0.5,
-            mia_score=1.0,
-            mmlu_average=0.5,
-            final_score=2 / 3,
-            world_seed=1,
-            group_id="g",
-            seed=0,
-        )  # fmt: skip
-    )
+    _entry(tmp_path, "w1", world_seed=1, group_id="g", seed=0)
     records = Store(default_db(tmp_path)).records()
     assert [task.extra["seed"] for task in board_tasks("tiny", records)] == ["1"]
     _entry(tmp_path)  # a run of no known world (an older board): the default world's rows too

@@ -5,9 +5,9 @@ loop, so its logits differ from the exact path's in the last bits of the dtype, 
 layers. That changes a greedy pick, an MMLU letter or the order of two MIA losses only where the two
 candidates are closer than that rounding. The fast path measures the lead of every pick it makes, the
 top logit minus the runner-up's relative to the top logit's size (`margins`; the rounding of a logit
-scales with its magnitude); where a lead is below `TOLERANCE[dtype]` it re-computes that row with the
-exact loop (generation.generate_drafted, mmlu.choose_fast, mia.settle), so its results equal the exact
-path's in any dtype.
+scales with its magnitude); where a lead is below `TOLERANCE[dtype]` it settles that row with the exact
+loop (generation.generate_drafted, through the row's last near tie; mmlu.choose_fast; mia.settle), so its
+results equal the exact path's in any dtype.
 
 The tolerances are measured, with headroom: along the exact greedy path of every row of the tiny task
 (target, gold, ga lr 3e-3 x 3, grad_diff), the fast path's relative lead differed from the exact path's

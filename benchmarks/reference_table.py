@@ -12,6 +12,7 @@ retain-only gold model of each world are the reference rows.
     python benchmarks/reference_table.py --world-seeds 0,1,2 --seeds 0,1,2 --no-findings --no-lora
     python benchmarks/reference_table.py --entries ga,sugd --seeds 0 --no-findings --output table.md
     python benchmarks/reference_table.py --entries ga --set ga.lr=3e-3 --no-lora --no-findings  # a trial
+    python benchmarks/reference_table.py --world-seeds 0,1,2 --no-full --no-findings  # only the LoRA modes
 
 Wall times are measured on whatever machine runs this; the table says which.
 """
@@ -163,7 +164,7 @@ def plan(args: argparse.Namespace, overrides: dict[str, dict[str, Any]]) -> list
     if stray := sorted(set(overrides) - set(names)):
         raise HarnessError(f"--set {stray[0]}.*: {stray[0]} is not among the entries run")
     steps = []
-    for name in names:
+    for name in names if not args.no_full else ():
         params = overrides.get(name, {})
         steps.append((name, "full" + "".join(f", {k} {v}" for k, v in params.items()), params))
     if not args.no_lora:
@@ -204,6 +205,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--results", type=Path, help="results folder (default: a temporary one)")
     parser.add_argument("--no-findings", action="store_true", help="skip the seed paper's finding variants")
     parser.add_argument("--no-lora", action="store_true", help="skip the 4-bit + LoRA modes")
+    parser.add_argument("--no-full", action="store_true", help="skip the full fine-tuning rows")
     parser.add_argument("--output", type=Path, help="also write the markdown here")
     parser.add_argument("--json", action="store_true", help="print the rows and their runs as JSON")
     return parser.parse_args(argv)

@@ -243,12 +243,8 @@ class OfficialLoad:
             pending, self._pending = self._pending, None
             try:
                 problem = pending.result(OFFICIAL_LOAD_TIMEOUT_S if timeout is None else timeout)
-            except (
-                HarnessError,
-                OSError,
-                ValueError,
-                KeyError,
-            ) as error:  # a warning, never the run's failure
+            # a warning, never the run's failure
+            except (HarnessError, OSError, ValueError, KeyError) as error:
                 reason = str(error).strip().splitlines()
                 self.state = f"failed: {reason[0] if reason else type(error).__name__}"
             else:
@@ -258,13 +254,11 @@ class OfficialLoad:
             return [f"out/ was not loaded in the official environment: {self.state[len('failed: ') :]}"]
         return []
 
-    def cancel(self, state: str | None = None) -> None:
-        """End a worker still running (the run is ending otherwise, or has no checkpoint to load: `state`)."""
+    def cancel(self) -> None:
+        """End a worker still running (the run is ending otherwise, or has no checkpoint to load)."""
         if self._pending is not None:
             self._pending.cancel()
             self._pending = None
-        if state is not None:
-            self.state = state
 
 
 def _foreign_entries(out: Path) -> str | None:

@@ -65,18 +65,18 @@ def missing_roles(task: TaskSpec, db: Path) -> list[tuple[str, Path]]:
     counts for the world it was evaluated on (its world seed; None for a task of one world). A tiny-task row
     of no known world (recorded before world seeds were) counts for none: the default world's row is
     recorded again, with its seed, and the board shows that one (`leaderboard.groups`)."""
-    from harness.runner import _world_seed
+    from harness.runner import world_seed
     from leaderboard.store import Store
 
-    world = _world_seed(task)
+    world = world_seed(task)
     present = {r.role for r in Store(db).records(task=task.name) if r.world_seed == world}
     return [(role, checkpoint) for role, checkpoint in reference_checkpoints(task) if role not in present]
 
 
 def _label(task: TaskSpec) -> str:
-    from harness.runner import _world_seed
+    from harness.runner import world_seed
 
-    world = _world_seed(task)
+    world = world_seed(task)
     return task.name if world is None else f"{task.name} (world {world})"
 
 

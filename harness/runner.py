@@ -267,7 +267,7 @@ def build_record(
         run_id=run_id, created_at=created.isoformat(timespec="seconds"), task=task.name,
         submission_name=submission_name, submission_sha256=submission_sha256, status=Status(status).value,
         message=message, **score_fields(scores), timings={k: round(v, 3) for k, v in timings.items()},
-        run_dir=str(run_dir), harness_version=__version__, world_seed=_world_seed(task), **fields,
+        run_dir=str(run_dir), harness_version=__version__, world_seed=world_seed(task), **fields,
     )  # fmt: skip
 
 
@@ -549,7 +549,8 @@ def official_load_wanted(option: bool | None) -> bool:
     return os.environ.get(OFFICIAL_LOAD_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
-def _world_seed(task: TaskSpec) -> int | None:
+def world_seed(task: TaskSpec) -> int | None:
+    """The world a task's run is on: the tiny task's world seed (its ``seed`` override), None for other tasks."""
     seed = task.extra.get("seed") if task.name == "tiny" else None
     return int(seed) if isinstance(seed, int) or (isinstance(seed, str) and seed.isdigit()) else None
 

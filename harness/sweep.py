@@ -122,13 +122,13 @@ def check_plan(submission: Path, todo: list[Variant]) -> None:
 def _same_run(record: RunRecord, sha: str, task: TaskSpec, params: dict[str, Any]) -> bool:
     """A scored run of this submission file, task (and world) and these parameters (the runner adds
     ``seed=k`` to the parameters of a seeded run of an entry that takes one: not a parameter of the plan)."""
-    from harness.runner import _world_seed
+    from harness.runner import world_seed
 
     if record.role != "entry" or record.status not in SCORED or record.submission_sha256 != sha:
         return False
     if record.limit is not None:  # a partial evaluation (run --limit) is not the full run a sweep records
         return False
-    if record.task != task.name or record.world_seed != _world_seed(task):
+    if record.task != task.name or record.world_seed != world_seed(task):
         return False
     recorded = dict(record.params)
     if record.seed is not None and "seed" not in params and recorded.get("seed") == record.seed:

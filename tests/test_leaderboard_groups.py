@@ -230,31 +230,41 @@ def test_worlds_draw_their_own_rows(tmp_path: Path) -> None:
 REFERENCE_NAMES = {"reference-target": "untouched-target", "reference-gold": "gold-retain-only"}
 
 
+def fabricated(
+    root: Path, name: str, key: str, minute: int, numbers: dict, *, intervals: bool = False, **fields
+):
+    """A fabricated run `name` (its rows seeded by `key`, with `numbers`) and its record with `fields`
+    (and its row bootstrap intervals where ``intervals``)."""
+    run_dir = root / name
+    made = fabricate_run(run_dir, seed=zlib_seed(key), **numbers)
+    if intervals:
+        fields["intervals"] = bootstrap_run(run_dir)
+    return make_record(name, made, run_dir, minute=minute, **fields)
+
+
 def reference_rows(root: Path, role: str, worlds: list, *, grouped: bool = True, minute: int = 0, **kwargs):
     """A task's reference rows of one role as harness.reference records them: one per world, run seed None,
     the role's group id (``grouped``; an older board's rows have none)."""
     from leaderboard.record import reference_group_id
 
-    records = []
-    for k, world in enumerate(worlds):
-        run_dir = root / f"{role}-w{world}-m{minute + k}"
-        numbers = fabricate_run(run_dir, seed=zlib_seed(f"{role}/{world}/{minute + k}"), **kwargs)
-        records.append(
-            make_record(
-                f"{role}-w{world}-m{minute + k}",
-                numbers,
-                run_dir,
-                minute=minute + k,
-                submission_name=REFERENCE_NAMES[role],
-                variant="reference",
-                role=role,
-                world_seed=world,
-                group_id=reference_group_id("tiny", role) if grouped else None,
-                unchanged=role == "reference-target",
-                intervals=bootstrap_run(run_dir),
-            )
-        )
-    return records
+    group_id = reference_group_id("tiny", role) if grouped else None
+    return [
+        fabricated(
+            root,
+            f"{role}-w{world}-m{minute + k}",
+            f"{role}/{world}/{minute + k}",
+            minute + k,
+            kwargs,
+            intervals=True,
+            submission_name=REFERENCE_NAMES[role],
+            variant="reference",
+            role=role,
+            world_seed=world,
+            group_id=group_id,
+            unchanged=role == "reference-target",
+        )  # fmt: skip
+        for k, world in enumerate(worlds)
+    ]
 
 
 def zlib_seed(text: str) -> int:
@@ -265,24 +275,21 @@ def zlib_seed(text: str) -> int:
 
 def world_group(root: Path, group_id: str, worlds: list[int], seeds: list[int], **kwargs) -> list:
     """An entry's group over worlds x seeds (`run --seeds ... --world-seeds ...`)."""
-    records = []
-    for world in worlds:
-        for seed in seeds:
-            run_dir = root / f"{group_id}-w{world}-s{seed}"
-            numbers = fabricate_run(run_dir, seed=zlib_seed(f"{group_id}/{world}/{seed}"), **kwargs)
-            records.append(
-                make_record(
-                    f"{group_id}-w{world}-s{seed}",
-                    numbers,
-                    run_dir,
-                    minute=10 + len(records),
-                    submission_name="npo",
-                    group_id=group_id,
-                    seed=seed,
-                    world_seed=world,
-                )
-            )
-    return records
+    units = [(world, seed) for world in worlds for seed in seeds]
+    return [
+        fabricated(
+            root,
+            f"{group_id}-w{world}-s{seed}",
+            f"{group_id}/{world}/{seed}",
+            10 + k,
+            kwargs,
+            submission_name="npo",
+            group_id=group_id,
+            seed=seed,
+            world_seed=world,
+        )  # fmt: skip
+        for k, (world, seed) in enumerate(units)
+    ]
 
 
 def test_the_reference_rows_of_every_world_are_one_board_row(tmp_path: Path) -> None:

@@ -160,7 +160,7 @@ def test_the_load_is_on_unless_turned_off(tiny_task, monkeypatch) -> None:
     for value in ("0", "false", "off"):
         monkeypatch.setenv("UNLEARN_HARNESS_OFFICIAL_LOAD", value)
         assert official_load_wanted(None) is False and official_load_wanted(True) is True
-    monkeypatch.setattr(official, "start_load", lambda *a: pytest.fail("a load turned off was started"))
+    monkeypatch.setattr(official, "prepare_load", lambda *a: pytest.fail("a load turned off was started"))
     load = OfficialLoad.start(tiny_task.model_dir, enabled=official_load_wanted(None))
     assert load.state == "skipped: turned off (--no-official-load or UNLEARN_HARNESS_OFFICIAL_LOAD=0)"
     assert load.finish() == []

@@ -113,6 +113,15 @@ def relearned_copy(checkpoint_dir: Path, rows: list[Row], recipe: Recipe, out_di
     return save_model(model, tokenizer, out_dir)
 
 
+def share_of_hidden(target: float | None, before: float | None, recovered: float | None) -> float | None:
+    """Of the held-out forget knowledge a checkpoint hides (the untouched target's, ``target``, minus its
+    own before relearning, ``before``), the share relearning brought back (``recovered``: its gain above
+    the gold model's). None when a value is missing or the checkpoint hides nothing there."""
+    if target is None or before is None or recovered is None or target - before <= 0:
+        return None
+    return recovered / (target - before)
+
+
 @dataclass
 class RelearnResult:
     """Held-out forget scores before and after relearning, per model; the gold-relative recovery."""
@@ -137,6 +146,13 @@ class RelearnResult:
             return None
         return mine - max(0.0, gold) if gold is not None else mine
 
+    def share_of_hidden(self, key: str = "forget_knowledge") -> float | None:
+        """`share_of_hidden` of the checkpoint's held-out measures (None without the target's)."""
+        target, mine = self.before.get("target"), self.before.get("checkpoint")
+        if target is None or mine is None:
+            return None
+        return share_of_hidden(getattr(target, key), getattr(mine, key), self.recovery_above_gold(key))
+
     def to_json(self) -> dict[str, object]:
         keys = ("forget_knowledge", "forget_regurgitation")
         return {
@@ -145,6 +161,7 @@ class RelearnResult:
             "heldout_rows": self.heldout_rows,
             "gain": {m: {k: self.gain(m, k) for k in keys} for m in self.before},
             "recovery_above_gold": {k: self.recovery_above_gold(k) for k in keys},
+            "share_of_hidden": {k: self.share_of_hidden(k) for k in keys},
             "before": {m: v.to_json() for m, v in self.before.items()},
             "after": {m: v.to_json() for m, v in self.after.items()},
             "notes": self.notes,

@@ -38,6 +38,11 @@ def _render(data: dict, console: Console) -> None:
         seconds = data["timings"].get(name.split(":")[0])
         table.add_row(name, _fmt(know.get(name)), _fmt(reg.get(name)), f"{seconds:.1f}" if seconds else "-")
     console.print(table)
+    share = ((data.get("relearn") or {}).get("share_of_hidden") or {}).get("forget_knowledge")
+    if share is not None:
+        console.print(
+            f"relearning brought back {share:.0%} of the held-out forget knowledge it hides (the target's minus its own)"
+        )
     mia = (data.get("mia_panel") or {}).get("auc", {}).get("checkpoint")
     if mia:
         console.print("MIA panel AUC: " + ", ".join(f"{k} {v:.3f}" for k, v in mia.items()))

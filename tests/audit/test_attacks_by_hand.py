@@ -17,7 +17,7 @@ from harness.audit.extraction import shortest_prefix, strength
 from harness.audit.mia_panel import DocumentStats, attack_scores, panel_aucs
 from harness.audit.probes import QA_PARAPHRASES, paraphrase, reformat
 from harness.audit.quantize import QuantizeResult
-from harness.audit.relearn import document_key, split_documents
+from harness.audit.relearn import Recipe, RelearnResult, document_key, split_documents
 from tasks.data import Row
 
 
@@ -137,6 +137,43 @@ def test_relearn_split_keeps_documents_whole_and_is_fixed():
     for task in ("Task1", "Task2"):  # floor(5 / 2) = 2 documents of each task train
         assert len({document_key(r.id) for r in train if r.task == task}) == 2
     assert len(train) + len(held) == len(rows)
+
+
+def test_relearn_share_of_hidden_by_hand():
+    def measure(knowledge: float) -> Measure:
+        return Measure({"Task1": {"forget_knowledge": knowledge}}, 4)
+
+    result = RelearnResult(Recipe(lr=1e-3), 4, 4)
+    result.before = {"checkpoint": measure(0.25), "target": measure(1.0), "gold": measure(0.0)}
+    result.after = {"checkpoint": measure(0.75), "target": measure(1.0), "gold": measure(0.125)}
+    # gain 0.5, minus the gold model's 0.125: 0.375 of the 0.75 it hides
+    assert result.recovery_above_gold() == pytest.approx(0.375)
+    assert result.share_of_hidden() == pytest.approx(0.5)
+    assert result.to_json()["share_of_hidden"]["forget_knowledge"] == pytest.approx(0.5)
+    result.before["checkpoint"] = measure(1.0)  # hides nothing: no share
+    assert result.share_of_hidden() is None
+    del result.before["target"]  # no target attacked (references=False): no share
+    assert result.share_of_hidden() is None
+
+
+def test_the_audit_table_says_the_share_relearning_brought_back():
+    from rich.console import Console
+
+    from harness.cli.audit import _render
+
+    data = {
+        "checkpoint": "ckpt", "task": "tiny", "timings": {"relearn": 1.0},
+        "recovered": {"forget_knowledge": {"relearn": 0.375}, "forget_regurgitation": {"relearn": 0.1}},
+        "relearn": {"share_of_hidden": {"forget_knowledge": 0.5}},
+        "official_forget": 0.75, "official_forget_interval": None, "robust_forget": 0.375, "worst_attack": "relearn",
+    }  # fmt: skip
+    console = Console(record=True, width=200)
+    _render(data, console)
+    assert "relearning brought back 50% of the held-out forget knowledge it hides" in console.export_text()
+    data["relearn"] = None  # the attack did not run: no such line
+    console = Console(record=True, width=200)
+    _render(data, console)
+    assert "brought back" not in console.export_text()
 
 
 def test_paraphrases_cover_every_question_of_the_tiny_world():

@@ -209,8 +209,11 @@ def _entries(root: Path) -> list[RunRecord]:
 def test_an_interrupted_sweep_resumes_with_only_what_is_missing(tmp_path, tiny_task):
     entry, results = _entry(tmp_path / "entry"), tmp_path / "runs"
     args = ["sweep", str(entry), "--grid", "wait=0,8", "--budget", "60", "--results", str(results), "--json"]
+    # SIGINT as a terminal delivers it: a suite started in the background (`cmd &` without job control)
+    # hands its children SIGINT ignored, and Python then installs no KeyboardInterrupt handler
     proc = subprocess.Popen([sys.executable, "-m", "harness", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=dict(os.environ))  # fmt: skip
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.monotonic() + 300
     while not list((results / "tiny").glob("*-waits-wait_8-*")) and time.monotonic() < deadline:
         time.sleep(0.05)  # the second variant has started (its run directory is there)

@@ -106,7 +106,8 @@ def _mean_sd(values: list[float]) -> str:
 
 
 def spread_table(audits: list[dict], worlds: list[int]) -> list[str]:
-    """Per entry and world: robust forget | relearn recovery above gold | share of the hidden knowledge."""
+    """Per entry and world: official / robust forget, the relearning attack's recovery above the gold model,
+    and the share of the hidden knowledge it brought back (mean ± seed SD of each)."""
     names = list(dict.fromkeys(a["entry"] for a in audits))
     head = ["entry"] + [f"world {w}: official / robust forget, relearn, share of hidden" for w in worlds]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -158,10 +159,10 @@ def collect(args, worlds: list[int]) -> list[dict]:
             for seed in args.seed_list:
                 first = (w, seed) == (worlds[0], args.seed_list[0])
                 checkpoints = _checkpoints(args, tasks[w], Path(tmp) / "runs", seed, first)
-                if not args.warm:
-                    os.environ["UNLEARN_HARNESS_CACHE"] = str(
-                        Path(tmp) / "cache"
-                    )  # the task's paths are resolved
+                if (
+                    not args.warm
+                ):  # a fresh evaluation cache and reference memo (the tasks' paths are resolved)
+                    os.environ["UNLEARN_HARNESS_CACHE"] = str(Path(tmp) / "cache")
                 for name, path in checkpoints.items():
                     print(f"audit {name} (world {w}, seed {seed}) ...", file=sys.stderr, flush=True)
                     result = audit(path, tasks[w], Path(tmp) / "audits" / f"{name.split()[0]}-w{w}-s{seed}")

@@ -34,7 +34,7 @@ def _render(data: dict, console: Console) -> None:
     for column in ("attack", "forget knowledge back", "forget regurgitation back", "seconds"):
         table.add_column(column, justify="left" if column == "attack" else "right")
     know, reg = data["recovered"]["forget_knowledge"], data["recovered"]["forget_regurgitation"]
-    for name in know.keys() | reg.keys():
+    for name in dict.fromkeys([*know, *reg]):  # the attacks in the audit's order
         seconds = data["timings"].get(name.split(":")[0])
         table.add_row(name, _fmt(know.get(name)), _fmt(reg.get(name)), f"{seconds:.1f}" if seconds else "-")
     console.print(table)

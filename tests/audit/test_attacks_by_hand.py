@@ -167,9 +167,14 @@ def test_the_audit_table_says_the_share_relearning_brought_back():
         "relearn": {"share_of_hidden": {"forget_knowledge": 0.5}},
         "official_forget": 0.75, "official_forget_interval": None, "robust_forget": 0.375, "worst_attack": "relearn",
     }  # fmt: skip
+    order = ["quantize:int8", "quantize:nf4", "relearn", "probes:paraphrase", "probes:format"]
+    data["recovered"]["forget_knowledge"] = dict.fromkeys(order, 0.0)
     console = Console(record=True, width=200)
     _render(data, console)
-    assert "relearning brought back 50% of the held-out forget knowledge it hides" in console.export_text()
+    text = console.export_text()
+    assert "relearning brought back 50% of the held-out forget knowledge it hides" in text
+    at = [text.index(f"│ {name} ") for name in order]
+    assert at == sorted(at)  # the rows in the audit's order, not a set's
     data["relearn"] = None  # the attack did not run: no such line
     console = Console(record=True, width=200)
     _render(data, console)

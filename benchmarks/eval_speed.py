@@ -38,6 +38,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 from harness.inference import evaluate, generation  # noqa: E402
 from harness.inference.engine import near_ties  # noqa: E402
 from harness.inference.synthetic import random_olmo, train_tokenizer  # noqa: E402
+from harness.inference.threads import THREADS_ENV  # noqa: E402
 from tasks.data import read_rows  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,7 +84,7 @@ def bench_tiny(repeats: int, dtype: str) -> None:
             runs: dict[str, list[tuple[float, float, dict[str, float], Path]]] = {name: [] for name in paths}
             for repeat in range(repeats):
                 for name, (exact, n) in paths.items():
-                    torch.set_num_threads(n)
+                    os.environ[THREADS_ENV] = str(n)  # evaluate's own choice (threads.py) would be one
                     run_dir = Path(tmp) / f"{dtype}-{label}-{name}-{repeat}"
                     wall, cpu = time.perf_counter(), time.process_time()
                     result = evaluate(
@@ -91,7 +92,7 @@ def bench_tiny(repeats: int, dtype: str) -> None:
                     )
                     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
                     runs[name].append((wall, cpu, result.timings, run_dir))
-            torch.set_num_threads(threads)
+            os.environ.pop(THREADS_ENV, None)
             medians = {name: _median_run(found) for name, found in runs.items()}
             for name, (wall, cpu, timings, _) in medians.items():
                 stages = ", ".join(f"{k} {v:.3f}" for k, v in timings.items() if k != "total")

@@ -31,6 +31,7 @@ from harness.audit.common import (
     save_model,
     summarize,
 )
+from harness.inference.threads import cpu_threads, eval_threads
 from tasks.data import Row, read_rows
 from tasks.spec import TaskSpec
 
@@ -100,15 +101,18 @@ def relearned_copy(checkpoint_dir: Path, rows: list[Row], recipe: Recipe, out_di
     model, tokenizer = load_model(checkpoint_dir, device=device)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.0)
-    for epoch in range(recipe.epochs):
-        for ids, mask, labels in _batches(tokenizer, rows, recipe, epoch):
-            ids, mask, labels = ids.to(model.device), mask.to(model.device), labels.to(model.device)
-            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-            loss = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels[:, 1:], ignore_index=-100)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
+    with cpu_threads(eval_threads(model, model.device)):  # one thread for a small model (threads.py)
+        for epoch in range(recipe.epochs):
+            for ids, mask, labels in _batches(tokenizer, rows, recipe, epoch):
+                ids, mask, labels = ids.to(model.device), mask.to(model.device), labels.to(model.device)
+                logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+                loss = torch.nn.functional.cross_entropy(
+                    logits.transpose(1, 2), labels[:, 1:], ignore_index=-100
+                )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                optimizer.step()
     model.eval()
     return save_model(model, tokenizer, out_dir)
 

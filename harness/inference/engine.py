@@ -33,6 +33,7 @@ from harness.inference.evaluator import Evaluator, FastEvaluator, make_evaluator
 from harness.inference.loading import load_checkpoint, resolve_device, resolve_dtype
 from harness.inference.numerics import NUMERICS
 from harness.inference.outputs import cut_like, merge_write
+from harness.inference.threads import cpu_threads, eval_threads
 from tasks.data import read_mmlu, read_rows
 from tasks.spec import TaskSpec
 
@@ -164,7 +165,7 @@ def evaluate(
     t0 = time.perf_counter()
     model, tokenizer = load_checkpoint(checkpoint_dir, dev, torch_dtype)
     timings["load"] = time.perf_counter() - t0
-    with _progress(progress and world.main) as bar:
+    with cpu_threads(eval_threads(model, dev)), _progress(progress and world.main) as bar:
         evaluator = make_evaluator(
             model,
             tokenizer,

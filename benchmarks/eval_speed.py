@@ -71,7 +71,7 @@ def bench_tiny(repeats: int, dtype: str) -> None:
 
     task = get_task("tiny", {"gold": "true"}, progress=False)
     rows = len(read_rows(task.eval_forget)) + len(read_rows(task.eval_retain))
-    threads = torch.get_num_threads()
+    threads, chosen = torch.get_num_threads(), os.environ.get(THREADS_ENV)
     # the official loop gains nothing from a second thread (one row at a time) and can lose to its
     # synchronisation: with more than one thread it is also timed on one, and the faster one counts
     paths = {"exact": (True, threads), "fast": (False, threads)}
@@ -92,7 +92,10 @@ def bench_tiny(repeats: int, dtype: str) -> None:
                     )
                     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
                     runs[name].append((wall, cpu, result.timings, run_dir))
-            os.environ.pop(THREADS_ENV, None)
+            if chosen is None:  # the caller's choice back
+                os.environ.pop(THREADS_ENV, None)
+            else:
+                os.environ[THREADS_ENV] = chosen
             medians = {name: _median_run(found) for name, found in runs.items()}
             for name, (wall, cpu, timings, _) in medians.items():
                 stages = ", ".join(f"{k} {v:.3f}" for k, v in timings.items() if k != "total")

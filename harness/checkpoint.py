@@ -197,10 +197,9 @@ def official_env_problems(out_dir: Path, *, load: bool = False) -> list[str]:
 class OfficialLoad:
     """out/ loading in the official environment in the background. `prepare` starts the worker ahead (its
     imports, most of the seconds, run while the submission does), `begin` names out/ right after
-    validation, `finish` collects the answer once the run has scored; `start` = prepare + begin. `state`
-    is what the run records (checkpoint.official_env_load): ``ready``, ``running``, then ``loaded`` or
-    ``problems``; ``failed: <why>`` where the worker could not answer; ``skipped: <why>`` where nothing
-    was started."""
+    validation, `finish` collects the answer once the run has scored. `state` is what the run records
+    (checkpoint.official_env_load): ``ready``, ``running``, then ``loaded`` or ``problems``; ``failed:
+    <why>`` where the worker could not answer; ``skipped: <why>`` where nothing was started."""
 
     def __init__(self, state: str, pending: PendingLoad | None = None) -> None:
         self.state, self._pending = state, pending
@@ -227,11 +226,6 @@ class OfficialLoad:
             self._pending.begin(Path(out_dir))
             self.state = "running"
         return self
-
-    @classmethod
-    def start(cls, out_dir: Path, *, enabled: bool = True) -> OfficialLoad:
-        """`prepare` and `begin` at once."""
-        return cls.prepare(enabled=enabled).begin(out_dir)
 
     def finish(self, timeout: float | None = None) -> list[str]:
         """Wait for the load (at most `timeout` seconds, default OFFICIAL_LOAD_TIMEOUT_S; then it is ended):

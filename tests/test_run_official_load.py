@@ -122,7 +122,7 @@ def test_a_run_without_a_valid_checkpoint_ends_the_worker_it_started(
 def test_a_worker_that_crashes_is_one_line_quoting_its_output(tiny_task, tmp_path, monkeypatch) -> None:
     env = _fake_env(tmp_path, "echo 'ImportError: no module named torch' >&2; exit 3")
     monkeypatch.setattr(official, "locate", lambda: env)
-    load = OfficialLoad.start(tiny_task.model_dir)
+    load = OfficialLoad.prepare().begin(tiny_task.model_dir)
     assert load.state == "running"
     assert load.finish(timeout=30) == [
         f"out/ was not loaded in the official environment: the official environment's worker ({env.python}) "
@@ -161,7 +161,7 @@ def test_the_load_is_on_unless_turned_off(tiny_task, monkeypatch) -> None:
         monkeypatch.setenv("UNLEARN_HARNESS_OFFICIAL_LOAD", value)
         assert official_load_wanted(None) is False and official_load_wanted(True) is True
     monkeypatch.setattr(official, "prepare_load", lambda *a: pytest.fail("a load turned off was started"))
-    load = OfficialLoad.start(tiny_task.model_dir, enabled=official_load_wanted(None))
+    load = OfficialLoad.prepare(enabled=official_load_wanted(None)).begin(tiny_task.model_dir)
     assert load.state == "skipped: turned off (--no-official-load or UNLEARN_HARNESS_OFFICIAL_LOAD=0)"
     assert load.finish() == []
 

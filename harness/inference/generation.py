@@ -353,8 +353,8 @@ def generate_drafted(
     tokens with the budget left, as do rows without a draft. A row any of whose picks led its runner-up
     by less than the dtype's tolerance (ties.py) is settled by the exact one-row loop, through its last
     such pick (`_settle`), so the result is the exact path's. Under a generation_config that is not plain
-    greedy, drafts are ignored and every row is generated from its prompt. ``decode_tokens`` caps the padded prompt tokens of a
-    decoding batch (default ``max_tokens``, which caps the forward passes).
+    greedy, drafts are ignored and every row is generated from its prompt. ``decode_tokens`` caps the
+    padded prompt tokens of a decoding batch (default ``max_tokens``, which caps the forward passes).
     """
     decode_tokens = decode_tokens or max_tokens
     tol = ties.tolerance(model.dtype)

@@ -2,13 +2,13 @@
 
 A small model gains little from a second intra-op thread and loses much when another process holds a
 core: every operation then waits at OpenMP's barrier for the thread the scheduler has set aside.
-Measured on the tiny task (2 cores, float32, `evaluate` of the gold / target model, median of 3): 0.287 /
-0.128 s on two threads and 0.278 / 0.216 s on one when the machine is free; with the other core busy,
-0.756 / 0.399 s on two and 0.317 / 0.234 s on one. The outputs do not depend on the count (every CSV,
-the results line and the score JSON byte-identical on one and two threads, float32 and bfloat16, target
-and gold). So a CPU evaluation of a model below `SMALL_MODEL_PARAMETERS` runs on one thread; larger
-models and GPUs keep torch's setting. ``UNLEARN_HARNESS_EVAL_THREADS=N`` chooses N for every CPU
-evaluation. This module runs under transformers 4.45.2 too (the official environment's worker).
+`benchmarks/eval_threads.py` (the tiny task, 2 cores, `evaluate` of the target / gold model, float32):
+0.131 / 0.212 s on two threads and 0.191 / 0.266 s on one when the machine is free; with the other core
+busy, 0.391 / 0.844 s on two and 0.180 / 0.289 s on one. The outputs do not depend on the count (every
+file byte-identical on one and two threads, float32 and bfloat16, target and gold). So a CPU evaluation
+of a model below `SMALL_MODEL_PARAMETERS` runs on one thread; larger models and GPUs keep torch's
+setting. ``UNLEARN_HARNESS_EVAL_THREADS=N`` chooses N for every CPU evaluation. This module runs under
+transformers 4.45.2 too (the official environment's worker).
 """
 
 from __future__ import annotations

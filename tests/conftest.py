@@ -7,8 +7,12 @@ to a persistent folder to reuse a build between sessions.
 from __future__ import annotations
 
 import os
+import shutil
+import sys
+import tempfile
 from pathlib import Path
 
+import background
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -29,13 +33,53 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-@pytest.fixture(scope="session")
-def harness_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The cache root: UNLEARN_HARNESS_CACHE when set (reused between sessions), else a fresh temp dir."""
+_OWN_CACHE: list[Path] = []  # the session's own cache root, removed at its end
+
+
+def _cache_root() -> Path:
+    """UNLEARN_HARNESS_CACHE when set (reused between sessions), else a fresh temp dir for this session
+    (made on first use and set as UNLEARN_HARNESS_CACHE)."""
     cache = os.environ.get("UNLEARN_HARNESS_CACHE")
-    path = Path(cache) if cache else tmp_path_factory.mktemp("harness-cache")
+    if cache:
+        return Path(cache)
+    path = Path(tempfile.mkdtemp(prefix="harness-cache-"))
+    _OWN_CACHE.append(path)
     os.environ["UNLEARN_HARNESS_CACHE"] = str(path)
     return path
+
+
+def _official_env_command(folder: Path) -> tuple[list[str], dict[str, str]]:
+    """`unlearn-harness env official` under the session's cache (a minute: pip, from the package index)."""
+    return [sys.executable, "-m", "harness", "env", "official"], {
+        **os.environ,
+        "UNLEARN_HARNESS_CACHE": str(_cache_root()),
+    }
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the long set-up work the selected tests need beside them (tests/background.py): the
+    official environment where a test asks for it, and each test's `background` job (not for
+    --collect-only)."""
+    if session.config.option.collectonly:
+        return
+    if any("official_env_or_none" in getattr(item, "fixturenames", ()) for item in session.items):
+        background.start("official-env", _official_env_command)
+    for item in session.items:
+        marker = item.get_closest_marker("background")
+        if marker is not None:
+            background.start(*marker.args)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    background.stop_all()
+    for path in _OWN_CACHE:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def harness_cache() -> Path:
+    """The cache root: UNLEARN_HARNESS_CACHE when set (reused between sessions), else a fresh temp dir."""
+    return _cache_root()
 
 
 @pytest.fixture(scope="session")
@@ -70,8 +114,9 @@ def official_env_or_none(harness_cache: Path):
     from harness.envs import official
     from harness.errors import HarnessError
 
+    background.wait("official-env", _official_env_command, timeout=1800)  # its error: create()'s below
     try:
-        return official.create()
+        return official.create()  # found at once where the job made it
     except HarnessError as error:
         _OFFICIAL_ENV_PROBLEM.append(str(error))
         return None

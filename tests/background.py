@@ -1,0 +1,78 @@
+"""Long set-up work that starts as soon as the session has collected its tests and runs beside them.
+
+On two cores the suite keeps one mostly idle (load average about 1-1.5: most tests run one process at a
+time), while two pieces of it are minutes of work that no other test waits for: the cold build of
+tests/test_plain_output.py and the creation of the organisers' environment (pip), each a subprocess. Started
+early, they overlap the rest of the suite instead of adding to it; the test or fixture that needs one
+waits for it (`wait`), and starts it then if the session did not (a single test run).
+
+conftest.py starts what the selected tests need (`pytest_collection_finish`) and ends what is left at
+the session's end (`stop_all`): a process still running is killed, its folder removed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+#: builds a job's command in its own folder: (argv, environment)
+Command = Callable[[Path], tuple[list[str], dict[str, str]]]
+
+
+@dataclass
+class Job:
+    """A started subprocess: its folder (its cwd; stdout and stderr go to files there)."""
+
+    folder: Path
+    process: subprocess.Popen
+
+
+@dataclass(frozen=True)
+class Done:
+    """A finished job: exit status, what it printed, and its folder."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    folder: Path
+
+
+_JOBS: dict[str, Job] = {}
+
+
+def start(key: str, command: Command) -> Job:
+    """Start job ``key`` (once: a second call returns the running job)."""
+    if key not in _JOBS:
+        folder = Path(tempfile.mkdtemp(prefix="harness-test-background-"))
+        argv, env = command(folder)
+        with open(folder / "stdout", "wb") as out, open(folder / "stderr", "wb") as err:
+            process = subprocess.Popen(argv, env=env, cwd=folder, stdout=out, stderr=err)
+        _JOBS[key] = Job(folder, process)
+    return _JOBS[key]
+
+
+def wait(key: str, command: Command, timeout: float) -> Done:
+    """Job ``key``'s result, starting it now if the session did not; killed after ``timeout`` seconds."""
+    job = start(key, command)
+    try:
+        code = job.process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        job.process.kill()
+        job.process.wait()
+        raise
+    read = lambda name: (job.folder / name).read_text(encoding="utf-8", errors="replace")  # noqa: E731
+    return Done(code, read("stdout"), read("stderr"), job.folder)
+
+
+def stop_all() -> None:
+    """Kill every job still running and remove every job's folder."""
+    for job in _JOBS.values():
+        if job.process.poll() is None:
+            job.process.kill()
+            job.process.wait()
+        shutil.rmtree(job.folder, ignore_errors=True)
+    _JOBS.clear()

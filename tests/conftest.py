@@ -114,9 +114,13 @@ def official_env_or_none(harness_cache: Path):
     from harness.envs import official
     from harness.errors import HarnessError
 
-    background.wait("official-env", _official_env_command, timeout=1800)  # its error: create()'s below
+    done = background.wait("official-env", _official_env_command, timeout=1800)
+    if done.returncode == 2:  # a HarnessError, said in one line (offline: what is missing)
+        lines = [line for line in done.stderr.splitlines() if line.strip()] or ["`env official` failed"]
+        _OFFICIAL_ENV_PROBLEM.append(lines[-1].removeprefix("error: "))
+        return None
     try:
-        return official.create()  # found at once where the job made it
+        return official.create()  # found at once where the job made it; else created (or failing) here
     except HarnessError as error:
         _OFFICIAL_ENV_PROBLEM.append(str(error))
         return None

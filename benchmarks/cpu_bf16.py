@@ -4,7 +4,9 @@ The fast path wins by running many rows in one forward pass; that pays only wher
 many rows costs less per row than one of a single row. On a CPU without bf16 instructions (AVX512_BF16,
 AMX) torch's bfloat16 `linear` can be bound by arithmetic at any batch size, so in bf16 the speedup over
 the one-row loop comes only from the tokens the fast path does not compute (drafts, shared prefixes)
-and shrinks towards the ratio of tokens computed.
+and shrinks towards the ratio of tokens computed. That is why the fast path runs its bf16 linears on a
+CPU as float32 products of the same values, rounded back (harness/inference/cpu_half.py); this times
+torch's own kernels, the ones the exact path keeps.
 
 For the tiny model's matrix shapes (hidden 128 -> 512 and 512 -> 128) this times `torch.nn.functional.linear`
 at batch 1, 8, 64 and 512 rows, each dtype side by side in one run (interleaved, median of --repeats),

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel
 
-from harness.inference import ties
+from harness.inference import cpu_half, ties
 from harness.inference.batching import run_batched
 
 #: attention implementations that take a custom 4-D mask (boolean for sdpa, additive for eager)
@@ -308,7 +308,8 @@ def read(
         return out
 
     results: list[Readout | None] = [Readout((), math.nan) if not len(s) else None for s in seqs]
-    for row_out in run_batched(rows, work, batch_size, cost=len, max_tokens=max_tokens):
-        for i, readout in row_out:
-            results[i] = readout
+    with cpu_half.float32_linears(model):
+        for row_out in run_batched(rows, work, batch_size, cost=len, max_tokens=max_tokens):
+            for i, readout in row_out:
+                results[i] = readout
     return results  # type: ignore[return-value]

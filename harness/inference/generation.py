@@ -27,7 +27,7 @@ from transformers import (
     StoppingCriteriaList,
 )
 
-from harness.inference import forest, ties
+from harness.inference import cpu_half, forest, ties
 from harness.inference.batching import Batch, left_pad, run_batched
 
 #: generation_config fields that would add logits processors or stopping rules to plain greedy decoding
@@ -252,14 +252,15 @@ def decode_batched(
             return generate_batch(model, batch, budgets, stop)
         return generate_batch_hf(model, batch, budgets, pad_token_id)
 
-    return run_batched(
-        list(zip(prompts, limits)),
-        work,
-        batch_size,
-        cost=lambda row: len(row[0]),
-        max_tokens=max_tokens,
-        on_rows=on_rows,
-    )
+    with cpu_half.float32_linears(model):
+        return run_batched(
+            list(zip(prompts, limits)),
+            work,
+            batch_size,
+            cost=lambda row: len(row[0]),
+            max_tokens=max_tokens,
+            on_rows=on_rows,
+        )
 
 
 def accept_draft(

@@ -1,0 +1,55 @@
+"""The fast path's half-precision matrix products on a CPU: float32 kernels, rounded back.
+
+On a CPU without bf16 instructions torch's bfloat16 `linear` is bound by arithmetic at every batch size
+(benchmarks/cpu_bf16.py: batching saves 1.3-1.4x of its cost per row, float32's 6.6-7.0x), so the fast
+path's batched forward passes gained little over the one-row loop in bf16. Each element of that bf16
+`linear` is a float32 sum of products of the bf16 inputs, rounded to bf16 once; a float32 `linear` of
+the same bf16 values, rounded to bf16, is the same number up to the order of the sum (measured on the
+tiny model's shapes: bit-equal for one row, one bf16 unit apart in 0.003-0.025% of the elements of a
+batch). That is the kind of difference a batched or tree-shaped forward pass already makes (the order of
+its sums in attention and normalisation), which the near-tie rule settles (ties.py): so the fast path's
+forward passes run their half-precision linears that way on a CPU (`float32_linears`), and the exact
+path (the official one-row loop, and every row the near-tie rule settles) keeps torch's own kernels.
+GPUs keep theirs: their half-precision products are the fast ones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+#: the dtypes whose CPU linears run through float32 in the fast path
+HALF = (torch.bfloat16,)
+
+
+class _Float32Linears(TorchFunctionMode):
+    """`torch.nn.functional.linear` on half-precision CPU tensors: float32 product, result rounded back."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.nn.functional.linear:
+            x, weight = args[0], args[1]
+            bias = args[2] if len(args) > 2 else kwargs.get("bias")
+            if x.dtype in HALF and x.device.type == "cpu" and weight.dtype == x.dtype:
+                wide = None if bias is None else bias.float()
+                return torch.nn.functional.linear(x.float(), weight.float(), wide).to(x.dtype)
+        return func(*args, **kwargs)
+
+
+def applies(model: torch.nn.Module) -> bool:
+    """Whether `float32_linears` changes anything for `model`: a half-precision model on a CPU."""
+    parameter = next(model.parameters(), None)
+    return parameter is not None and parameter.device.type == "cpu" and parameter.dtype in HALF
+
+
+@contextlib.contextmanager
+def float32_linears(model: torch.nn.Module) -> Iterator[None]:
+    """Within: `model`'s half-precision linears on a CPU run as float32 products rounded back (fast path)."""
+    if not applies(model):
+        yield
+        return
+    with _Float32Linears():
+        yield

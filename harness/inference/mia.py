@@ -52,13 +52,13 @@ def document_losses(evaluator: Evaluator, docs: Sequence[MiaDoc]) -> list[float]
 
 
 def settle(evaluator: Evaluator, docs: Sequence[MiaDoc], nll: list[float], members: int) -> list[float]:
-    """The fast losses, with every member/non-member pair closer than the dtype's tolerance (ties.py)
+    """The fast losses, with every member/non-member pair closer than the dtype's loss tolerance (ties.py)
     computed again by the exact loop: their order, all the AUC reads, is then the exact path's.
 
     ``docs[:members]`` are the members. A pair stays open while one of its two losses is a fast one, so
     the loop ends (each round makes at least one more loss exact).
     """
-    tol = ties.tolerance(evaluator.model.dtype)
+    tol = ties.loss_tolerance(evaluator.model.dtype)
     nll, exact = list(nll), set()
     while True:
         order = sorted(range(len(nll)), key=nll.__getitem__)

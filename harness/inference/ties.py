@@ -12,7 +12,10 @@ results equal the exact path's in any dtype.
 The tolerances are measured, with headroom: along the exact greedy path of every row of the tiny task
 (target, gold, ga lr 3e-3 x 3, grad_diff), the fast path's relative lead differed from the exact path's
 by at most 0.025 in bfloat16 and 2.5e-5 in float32 (ga; 1e-6 for the others). float16 has 3 more
-mantissa bits than bfloat16.
+mantissa bits than bfloat16. A loss is one number, not a pick among logits: the fast path's MIA and answer
+losses differed from the exact path's by at most 0.00195 relative in bfloat16 (6.4e-7 in float32), so the
+order of a member/non-member pair can change only where the two are within twice that; `LOSS_TOLERANCE`
+keeps 2x headroom over that sum (bf16 0.01). Measured by benchmarks/near_tie_leads.py.
 """
 
 from __future__ import annotations
@@ -22,11 +25,18 @@ import torch
 #: a relative lead (lead / max(1, |top logit|), or |loss a - loss b| / max(1, |loss a|) for MIA) below
 #: which rounding could decide, per model dtype: twice the largest difference measured (module docstring)
 TOLERANCE = {torch.float32: 1e-4, torch.float16: 0.007, torch.bfloat16: 0.05}
+#: the same for the relative gap between two losses (mia.settle): 2 x (the two losses' largest differences)
+LOSS_TOLERANCE = {torch.float32: 1e-4, torch.float16: 0.007, torch.bfloat16: 0.01}
 
 
 def tolerance(dtype: torch.dtype) -> float:
     """The near-tie tolerance of a model in `dtype` (a relative lead)."""
     return TOLERANCE.get(dtype, TOLERANCE[torch.bfloat16])
+
+
+def loss_tolerance(dtype: torch.dtype) -> float:
+    """The near-tie tolerance for the relative gap between two losses of a model in `dtype`."""
+    return LOSS_TOLERANCE.get(dtype, TOLERANCE[torch.bfloat16])
 
 
 def relative_lead(top: torch.Tensor, second: torch.Tensor) -> torch.Tensor:

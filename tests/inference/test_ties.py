@@ -62,6 +62,10 @@ def test_close_member_and_nonmember_losses_are_computed_again(monkeypatch) -> No
     # in float32 the same pair is far apart: nothing is computed again
     evaluator.model.dtype = torch.float32
     assert mia.settle(evaluator, docs, [1.0, 2.0, 2.01, 5.0], members=2) == [1.0, 2.0, 2.01, 5.0]
+    # bf16 losses: a pair 0.05 / 2.05 = 2.4% apart is settled by the loss tolerance (1%), not the 5% of leads
+    evaluator.model.dtype = torch.bfloat16
+    assert ties.loss_tolerance(torch.bfloat16) < 0.05 / 2.05 < ties.tolerance(torch.bfloat16)
+    assert mia.settle(evaluator, docs, [1.0, 2.0, 2.05, 5.0], members=2) == [1.0, 2.0, 2.05, 5.0]
 
 
 @pytest.fixture

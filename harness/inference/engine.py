@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import torch
 import transformers
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -90,6 +91,8 @@ def _settings(
         "processes_quirk": quirk and world.size > 1,
         "transformers": transformers.__version__,
         "numerics": NUMERICS,
+        # ATen's vector kernels round differently (bf16: other generations), so a CPU result names them
+        "cpu_kernels": torch.backends.cpu.get_cpu_capability() if device.type == "cpu" else None,
     }
 
 
@@ -197,6 +200,7 @@ def _write_near_ties(evaluator: FastEvaluator, run_dir: Path, dtype) -> Path:
     payload = {
         "dtype": str(dtype),
         "tolerance": ties.tolerance(dtype),
+        "loss_tolerance": ties.loss_tolerance(dtype),
         "exact_rows": evaluator.exact_rows,
         "exact_steps": evaluator.exact_steps,
     }

@@ -129,6 +129,13 @@ def test_cache_hits_and_never_returns_a_stale_entry(tiny_task, tmp_path: Path, m
         ).cached
         is False
     )
+    # another CPU's vector kernels (ATEN_CPU_CAPABILITY) round differently: not the same entry
+    import torch
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "SOME-OTHER-ISA")
+    assert not evaluate(model_dir, task, tmp_path / "r4b", progress=False).cached
+    monkeypatch.undo()
+    monkeypatch.setenv("UNLEARN_HARNESS_CACHE", str(tmp_path / "cache"))
 
     weights = model_dir / "model.safetensors"
     tensors = load_file(weights)

@@ -10,7 +10,9 @@ Both paths run in this process on the same checkpoint, one after the other, and 
     --repeats times and the median run of each is reported (wall clock, and CPU time, which another
     process on the machine disturbs less), with its seconds per stage. Both paths run with torch's
     threads (one per core, or --threads); with more than one, the exact path is also timed on one
-    thread, where the one-row loop often runs faster, and the speedup is over the faster exact run.
+    thread, where the one-row loop often runs faster, and the speedup is over the faster exact run. In
+    bfloat16 the fast path is also timed with torch's own bf16 linears (``fast-torch``) instead of its
+    float32 products rounded back (harness/inference/cpu_half.py), which shows what those gain.
 (b) LUME validation prompts (../shared/data/semeval25/validation, forget + retain, an evenly spaced sample
     of --rows) on a randomly initialised ~20M-parameter OLMo (BPE trained on those prompts), generations
     forced to 128 new tokens (EOS never stops a row) so both paths do the same work. Also printed: the
@@ -35,7 +37,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
-from harness.inference import evaluate, generation  # noqa: E402
+from harness.inference import cpu_half, evaluate, generation  # noqa: E402
 from harness.inference.engine import near_ties  # noqa: E402
 from harness.inference.synthetic import random_olmo, train_tokenizer  # noqa: E402
 from harness.inference.threads import THREADS_ENV  # noqa: E402
@@ -74,17 +76,21 @@ def bench_tiny(repeats: int, dtype: str) -> None:
     threads, chosen = torch.get_num_threads(), os.environ.get(THREADS_ENV)
     # the official loop gains nothing from a second thread (one row at a time) and can lose to its
     # synchronisation: with more than one thread it is also timed on one, and the faster one counts
-    paths = {"exact": (True, threads), "fast": (False, threads)}
+    paths = {"exact": (True, threads, cpu_half.HALF), "fast": (False, threads, cpu_half.HALF)}
     if threads > 1:
-        paths["exact-1t"] = (True, 1)
+        paths["exact-1t"] = (True, 1, cpu_half.HALF)
+    if getattr(torch, dtype) in cpu_half.HALF:  # the fast path with torch's own half-precision linears
+        paths["fast-torch"] = (False, threads, ())
+    kernels = cpu_half.HALF
     with tempfile.TemporaryDirectory() as tmp:
         for label, model_dir in (("target", task.model_dir), ("gold", task.gold_model_dir)):
             # warm-up: the checkpoint's files, torch's kernels and generate's code paths
             evaluate(model_dir, task, Path(tmp) / "warm", dtype=dtype, use_cache=False, progress=False)
             runs: dict[str, list[tuple[float, float, dict[str, float], Path]]] = {name: [] for name in paths}
             for repeat in range(repeats):
-                for name, (exact, n) in paths.items():
+                for name, (exact, n, half) in paths.items():
                     os.environ[THREADS_ENV] = str(n)  # evaluate's own choice (threads.py) would be one
+                    cpu_half.HALF = half
                     run_dir = Path(tmp) / f"{dtype}-{label}-{name}-{repeat}"
                     wall, cpu = time.perf_counter(), time.process_time()
                     result = evaluate(
@@ -92,6 +98,7 @@ def bench_tiny(repeats: int, dtype: str) -> None:
                     )
                     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
                     runs[name].append((wall, cpu, result.timings, run_dir))
+            cpu_half.HALF = kernels
             if chosen is None:  # the caller's choice back
                 os.environ.pop(THREADS_ENV, None)
             else:
@@ -106,7 +113,7 @@ def bench_tiny(repeats: int, dtype: str) -> None:
                 )
             reference = runs["exact"][0][3]
             same = all(_same_artifacts(reference, run[3]) for found in runs.values() for run in found)
-            exact = min(medians[name][0] for name in paths if name != "fast")
+            exact = min(medians[name][0] for name in paths if paths[name][0])
             settled = near_ties(medians["fast"][3])
             print(
                 f"(a) tiny task, {dtype}, {label} model: speedup {exact / medians['fast'][0]:.1f}x over the faster "
@@ -114,6 +121,13 @@ def bench_tiny(repeats: int, dtype: str) -> None:
                 f"identical outputs: {'yes' if same else 'no'}; rows settled by the exact loop at near ties: "
                 f"{settled}, taking {near_ties(medians['fast'][3], 'exact_steps')} exact decoding steps"
             )
+            if "fast-torch" in medians:
+                torch_fast = medians["fast-torch"][0]
+                print(
+                    f"(a) tiny task, {dtype}, {label} model: float32 linears {torch_fast / medians['fast'][0]:.2f}x "
+                    f"faster than torch's bf16 ones in the fast path (speedup {exact / torch_fast:.1f}x with "
+                    f"those); rows settled with them: {near_ties(medians['fast-torch'][3])}"
+                )
 
 
 def bench_lume(rows: int, batch_size: int, new_tokens: int) -> None:

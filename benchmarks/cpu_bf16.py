@@ -8,6 +8,12 @@ and shrinks towards the ratio of tokens computed. That is why the fast path runs
 CPU as float32 products of the same values, rounded back (harness/inference/cpu_half.py); this times
 torch's own kernels, the ones the exact path keeps.
 
+It also prints, per shape, what the bits say about a faster kernel for the exact path: whether torch's bf16
+`linear` is row-independent (each row of a 200-row batch equal to that row alone) and in how many elements
+the float32 products rounded back differ from it, for rows one at a time and for the batch. Where those
+counts are not zero, no float32 kernel reproduces the exact path's bits and the rows the near-tie rule
+settles (ties.py) have to go through torch's own bf16 kernels.
+
 For the tiny model's matrix shapes (hidden 128 -> 512 and 512 -> 128) this times `torch.nn.functional.linear`
 at batch 1, 8, 64 and 512 rows, each dtype side by side in one run (interleaved, median of --repeats),
 on one thread, and prints the cost per row and the batch-512 saving (per-row cost at batch 1 over that
@@ -26,6 +32,8 @@ from pathlib import Path
 import torch
 
 SHAPES = ((128, 512), (512, 128))
+#: the tiny model's shapes for the bit comparison: attention, MLP in and out, output layer
+BIT_SHAPES = ((128, 128), (128, 512), (512, 128), (128, 1024))
 BATCHES = (1, 8, 64, 512)
 DTYPES = (torch.float32, torch.bfloat16)
 
@@ -47,6 +55,22 @@ def time_linear(x: torch.Tensor, w: torch.Tensor, calls: int) -> float:
     for _ in range(calls):
         torch.nn.functional.linear(x, w)
     return (time.perf_counter() - start) / calls
+
+
+def bits(fan_in: int, fan_out: int, generator: torch.Generator, rows: int = 200) -> str:
+    """Row independence of torch's bf16 `linear` and the float32 products' mismatches, as one line."""
+    linear = torch.nn.functional.linear
+    w = (torch.randn(fan_out, fan_in, generator=generator) * fan_in**-0.5).bfloat16()
+    x = torch.randn(rows, fan_in, generator=generator).bfloat16()
+    batch = linear(x, w)
+    alone = torch.cat([linear(x[i : i + 1], w) for i in range(rows)])
+    wide_alone = torch.cat([linear(x[i : i + 1].float(), w.float()).bfloat16() for i in range(rows)])
+    wide_batch = linear(x.float(), w.float()).bfloat16()
+    return (
+        f"bits {fan_in}->{fan_out}: bf16 row-independent {'yes' if torch.equal(batch, alone) else 'no'}; "
+        f"float32 products rounded back differ in {(wide_alone != alone).sum().item()} (one row at a time) "
+        f"and {(wide_batch != batch).sum().item()} (batch of {rows}) of {batch.numel()} elements"
+    )
 
 
 def main() -> None:
@@ -80,6 +104,8 @@ def main() -> None:
             per_row[(torch.float32, 512)]
         )
         print(f"linear {fan_in}->{fan_out} at batch 512: bfloat16 costs {b1:.1f}x float32 per row")
+    for fan_in, fan_out in BIT_SHAPES:
+        print(bits(fan_in, fan_out, generator))
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ import torch  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 from harness.inference import cpu_half, evaluate, generation  # noqa: E402
-from harness.inference.engine import near_ties  # noqa: E402
+from harness.inference.engine import NEAR_TIE_SECONDS, near_ties  # noqa: E402
 from harness.inference.synthetic import random_olmo, train_tokenizer  # noqa: E402
 from harness.inference.threads import THREADS_ENV  # noqa: E402
 from tasks.data import read_rows  # noqa: E402
@@ -105,7 +105,11 @@ def bench_tiny(repeats: int, dtype: str) -> None:
                 os.environ[THREADS_ENV] = chosen
             medians = {name: _median_run(found) for name, found in runs.items()}
             for name, (wall, cpu, timings, _) in medians.items():
-                stages = ", ".join(f"{k} {v:.3f}" for k, v in timings.items() if k != "total")
+                stages = ", ".join(
+                    f"{k} {v:.3f}" for k, v in timings.items() if k not in ("total", NEAR_TIE_SECONDS)
+                )
+                if timings.get(NEAR_TIE_SECONDS):
+                    stages += f" (of which the exact loop at near ties {timings[NEAR_TIE_SECONDS]:.3f})"
                 print(
                     f"(a) tiny task, {dtype}, {label} model, {name:8s} ({paths[name][1]} threads): {wall:6.3f} s "
                     f"({cpu:6.3f} s CPU) for the whole evaluation, {rows / wall:6.1f} rows/s (median of "

@@ -202,3 +202,22 @@ def test_checkpoint_mode_passes_the_batch_caps_to_the_engine(
     code, _, err = run_cli(args, capsys)
     assert code == 2 and "stop here" in err
     assert seen["batch_size"] == 8 and seen["max_tokens"] == 512
+
+
+def test_the_source_line_reports_what_settling_near_ties_cost(tmp_path: Path) -> None:
+    from harness.cli.score import _source_line
+    from harness.inference.engine import NEAR_TIE_SECONDS, NEAR_TIES
+
+    payload = {"exact_rows": {"generations": 3, "MIA losses": 0}, "exact_steps": {"generations": 17}}
+    (tmp_path / NEAR_TIES).write_text(json.dumps(payload))
+    line = _source_line(tmp_path, False, {NEAR_TIE_SECONDS: 0.5, "total": 2.0})
+    assert line.endswith(
+        "rows settled by the exact loop at near ties: 3 generations (17 exact decoding steps), "
+        "taking 0.50 s of the evaluation's 2.00 s"
+    )
+    # a cached evaluation from before the timing existed: the counts alone
+    assert _source_line(tmp_path, False, {"total": 2.0}).endswith("(17 exact decoding steps)")
+    # nothing settled: no cost to report
+    (tmp_path / NEAR_TIES).write_text(json.dumps({"exact_rows": {"generations": 0}}))
+    assert _source_line(tmp_path, False, {NEAR_TIE_SECONDS: 0.0}).endswith("near ties: none")
+    assert "near ties" not in _source_line(tmp_path, True, {NEAR_TIE_SECONDS: 0.5})  # the exact path

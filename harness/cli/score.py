@@ -71,13 +71,13 @@ def _evaluate_checkpoint(
         progress=progress,
         limit=limit,
     )
-    return result.scores, result.run_dir, _source_line(result.run_dir, exact)
+    return result.scores, result.run_dir, _source_line(result.run_dir, exact, result.timings)
 
 
-def _source_line(run_dir: Path, exact: bool) -> str:
+def _source_line(run_dir: Path, exact: bool, timings: dict[str, float] | None = None) -> str:
     import transformers
 
-    from harness.inference.engine import near_ties
+    from harness.inference.engine import NEAR_TIE_SECONDS, near_ties
 
     line = f"numbers from: this environment (transformers {transformers.__version__}, the 4.45.2 numerics restored)"
     settled, steps = near_ties(run_dir), near_ties(run_dir, "exact_steps") or {}
@@ -91,6 +91,11 @@ def _source_line(run_dir: Path, exact: bool) -> str:
             or "none"
         )
         line += f"; fast path, rows settled by the exact loop at near ties: {counts}"
+        seconds = (timings or {}).get(NEAR_TIE_SECONDS)
+        if seconds and counts != "none":  # an evaluation cached before 3 Dec 2026 has no such timing
+            total = (timings or {}).get("total")
+            share = f" of the evaluation's {total:.2f} s" if total else ""
+            line += f", taking {seconds:.2f} s{share}"
     return line
 
 

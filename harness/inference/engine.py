@@ -52,6 +52,8 @@ DEFAULT_DECODE_TOKENS = {"cuda": 1 << 16, "cpu": 4096}
 OUTPUT_COLUMNS = ["id", "task", "input", "expected_output", "model_output", "nll"]
 #: the fast path's record of the rows it settled with the exact loop at a near tie
 NEAR_TIES = "near_ties.json"
+#: the timings key of the seconds the fast path spent settling near ties (part of the stages' times)
+NEAR_TIE_SECONDS = "near_ties"
 
 
 @dataclass
@@ -181,8 +183,11 @@ def evaluate(
         )
         quirk = processes_quirk and world.size > 1
         artifacts = _run_stages(evaluator, task, run_dir, world, quirk, timings, limit)
-    if world.main and isinstance(evaluator, FastEvaluator):
-        artifacts.append(_write_near_ties(evaluator, run_dir, torch_dtype))
+    if isinstance(evaluator, FastEvaluator):
+        # the exact loop's seconds at near ties, already inside the stages' times (ties.py)
+        timings[NEAR_TIE_SECONDS] = sum(evaluator.exact_seconds.values())
+        if world.main:
+            artifacts.append(_write_near_ties(evaluator, run_dir, torch_dtype))
     timings["total"] = time.perf_counter() - started
     scores = None
     if world.main:

@@ -34,15 +34,19 @@ class Evaluator:
     exact_rows: dict[str, int] = field(default_factory=dict)
     #: per stage, the decoding steps the exact loop took to settle those rows (generations)
     exact_steps: dict[str, int] = field(default_factory=dict)
+    #: per stage, the seconds the exact loop took to settle them (inside the stage's own time)
+    exact_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def pad(self) -> int:
         return self.tokenizer.eos_token_id
 
-    def count_exact(self, stage: str, n: int, steps: int = 0) -> None:
+    def count_exact(self, stage: str, n: int, steps: int = 0, seconds: float = 0.0) -> None:
         self.exact_rows[stage] = self.exact_rows.get(stage, 0) + n
         if steps:
             self.exact_steps[stage] = self.exact_steps.get(stage, 0) + steps
+        if seconds:
+            self.exact_seconds[stage] = self.exact_seconds.get(stage, 0.0) + seconds
 
     def _bar(self, label: str, total: int) -> Callable[[int], None]:
         if self.progress is None:
@@ -123,7 +127,7 @@ class FastEvaluator(Evaluator):
             on_rows=self._bar(label, len(prompts)),
             decode_tokens=self.decode_tokens,
         )
-        self.count_exact("generations", len(drafted.exact_rows), drafted.exact_steps)
+        self.count_exact("generations", len(drafted.exact_rows), drafted.exact_steps, drafted.exact_seconds)
         return [generation.decode(self.tokenizer, t) for t in drafted.tokens]
 
     def loss(self, label: str, items: Sequence[losses.LossItem]) -> list[float]:
@@ -138,7 +142,7 @@ class FastEvaluator(Evaluator):
         advance = self._bar(label, len(prompts))
         return mmlu.choose_fast(
             self.model, prompts, candidates, self.pad, self.batch_size, self.max_tokens, on_rows=advance,
-            on_exact=lambda n: self.count_exact("MMLU", n),
+            on_exact=lambda n, seconds: self.count_exact("MMLU", n, seconds=seconds),
         )  # fmt: skip
 
     def answer_pass(self, label: str, rows: Sequence, documents: Sequence[str]) -> answers.AnswerPass:

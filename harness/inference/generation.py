@@ -15,6 +15,7 @@ leave the answer and do not stop right there go on to the batched loop.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -324,12 +325,13 @@ def _pick(drafts: Sequence[Draft]) -> Draft | None:
 
 @dataclass(frozen=True)
 class Drafted:
-    """`generate_drafted`'s result: each row's tokens, the rows the exact loop settled (near ties) and the
-    decoding steps that took it."""
+    """`generate_drafted`'s result: each row's tokens, the rows the exact loop settled (near ties), and the
+    decoding steps and seconds that took."""
 
     tokens: list[list[int]]
     exact_rows: list[int]
     exact_steps: int = 0
+    exact_seconds: float = 0.0
 
 
 # Stays whole (62 lines): the draft check, the acceptance, the batched rest and the near-tie fallback are
@@ -424,7 +426,7 @@ def _settle(
     to its own end only where it leaves the candidate (`generate_exact` with ``follow``).
     """
     near: list[int] = []
-    steps = 0
+    steps, started = 0, time.perf_counter()
     for i, row in enumerate(leads):
         if not len(prompts[i]):
             continue
@@ -436,4 +438,4 @@ def _settle(
             tokens[i] = _followed(made, tokens[i], unsure[-1])
             near.append(i)
             steps += len(made)
-    return Drafted(tokens, near, steps)
+    return Drafted(tokens, near, steps, time.perf_counter() - started if near else 0.0)

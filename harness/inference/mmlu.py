@@ -13,6 +13,7 @@ prefix that a subject's prompts share (header and shots) once for all of them (f
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,7 +115,7 @@ def choose_fast(
     The prompts are sequences of a prefix forest (forest.read): those of a subject share its header and
     shots, which run once per row; only each prompt's last position goes through the output layer. A
     pick that leads the runner-up letter by less than the dtype's tolerance (ties.py) is made again by
-    `choose_exact`; ``on_exact(n)`` counts those prompts.
+    `choose_exact`; ``on_exact(n, seconds)`` counts those prompts and the time they took.
     """
     readouts = forest.read(
         model,
@@ -129,16 +130,17 @@ def choose_fast(
     )
     tol = ties.tolerance(model.dtype)
     out = []
-    exact = 0
+    exact, seconds = 0, 0.0
     for ids, r in zip(prompts, readouts):
         lead = math.inf if r.choice_margin is None else r.choice_margin
         if not lead >= tol:
+            started = time.perf_counter()
             out.append(choose_exact(model, ids, candidates))
-            exact += 1
+            exact, seconds = exact + 1, seconds + time.perf_counter() - started
         else:
             out.append((r.probs.index(max(r.probs)), list(r.probs)))  # the first argmax
     if on_exact is not None and exact:
-        on_exact(exact)
+        on_exact(exact, seconds)
     return out
 
 

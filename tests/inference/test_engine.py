@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from harness.inference import evaluate
+from harness.inference.engine import NEAR_TIE_SECONDS
 from tasks.data import MMLU_CATEGORIES, read_mmlu, read_rows
 
 
@@ -92,6 +93,9 @@ def test_tiny_task_writes_the_official_layout(tiny_runs, tiny_task) -> None:
     ]
     assert (run_dir / "evaluation_results.jsonl").is_file()
     assert tiny_runs[32].timings["total"] > 0 and not tiny_runs[32].cached
+    # the fast path's seconds at near ties are a timing of their own, inside the stages' times
+    assert 0 <= tiny_runs[32].timings[NEAR_TIE_SECONDS] <= tiny_runs[32].timings["total"]
+    assert NEAR_TIE_SECONDS not in tiny_runs["exact"].timings
 
 
 def test_tiny_task_fast_path_equals_exact_path(tiny_runs) -> None:
@@ -152,6 +156,7 @@ DRIVER = """
 import pickle, sys
 from pathlib import Path
 from harness.inference import evaluate
+from harness.inference.engine import NEAR_TIE_SECONDS
 task = pickle.loads(Path(sys.argv[1]).read_bytes())
 out = Path(sys.argv[2])
 evaluate(task.model_dir, task, out / "plain", use_cache=False, progress=False)

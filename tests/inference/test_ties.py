@@ -44,14 +44,21 @@ def test_the_fallback_settles_rows_below_the_tolerance(word_model, monkeypatch, 
     assert len(done.exact_rows) == settled
     # every pick is unsure under an infinite tolerance: the exact loop runs each row to its end
     assert done.exact_steps == (sum(len(e) for e in exact) if settled else 0)
+    assert (done.exact_seconds > 0) == bool(settled)  # what settling cost, reported with the count
 
 
 def test_close_member_and_nonmember_losses_are_computed_again(monkeypatch) -> None:
     counted: dict[str, int] = {}
+    seconds_of: list[float] = []
+
+    def count_exact(stage: str, n: int, seconds: float) -> None:
+        counted[stage] = counted.get(stage, 0) + n
+        seconds_of.append(seconds)
+
     evaluator = SimpleNamespace(
         model=SimpleNamespace(dtype=torch.bfloat16),
         tokenizer=lambda texts: SimpleNamespace(input_ids=[[1, 2]] * len(texts)),
-        count_exact=lambda stage, n: counted.__setitem__(stage, counted.get(stage, 0) + n),
+        count_exact=count_exact,
     )
     exact_values = iter([9.0, 8.0])
     monkeypatch.setattr(losses, "loss_exact", lambda model, item: next(exact_values))
@@ -59,6 +66,7 @@ def test_close_member_and_nonmember_losses_are_computed_again(monkeypatch) -> No
     # members 0, 1 and non-members 2, 3: 1 (2.00) and 2 (2.01) are within bf16's tolerance; 0 and 3 are not
     out = mia.settle(evaluator, docs, [1.0, 2.0, 2.01, 5.0], members=2)
     assert out == [1.0, 9.0, 8.0, 5.0] and counted == {"MIA losses": 2}
+    assert len(seconds_of) == 1 and seconds_of[0] >= 0  # the time of the one round that settled the pair
     # in float32 the same pair is far apart: nothing is computed again
     evaluator.model.dtype = torch.float32
     assert mia.settle(evaluator, docs, [1.0, 2.0, 2.01, 5.0], members=2) == [1.0, 2.0, 2.01, 5.0]

@@ -70,6 +70,7 @@ def test_score_limit_prints_json_and_says_what_it_scored(tiny_task, tmp_path: Pa
     code, out, err = invoke([*args, str(tmp_path / "json"), "--json"], capsys)
     assert code in (0, None), err
     assert "harmonic-mean-task-aggregate" in json.loads(out)
+    assert "partial evaluation (--limit 2)" in err  # said on stderr, the JSON stays alone on stdout
     assert _rows(tmp_path / "json" / "forget_0.csv") == 2
     code, out, err = invoke([*args, str(tmp_path / "table")], capsys)
     assert code in (0, None), err

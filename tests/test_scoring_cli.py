@@ -182,6 +182,8 @@ def test_checkpoint_mode_on_the_tiny_task(
     assert json.loads((run_dir / "evaluation_results.jsonl").read_text()) == result
     assert score_directory(run_dir, write=False).final_score == result["aggregate-score"]
     assert len(result["aggregated-terms"]) == 12
+    # where the numbers come from, and the fast path's near ties, on stderr beside the JSON
+    assert "numbers from: this environment" in err and "rows settled by the exact loop" in err
 
 
 def test_checkpoint_mode_passes_the_batch_caps_to_the_engine(

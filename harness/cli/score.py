@@ -277,8 +277,12 @@ def score(
                 mmlu_threshold=mmlu_threshold if mmlu_threshold is not None else scores.mmlu_threshold,
                 write=False,
             )
-    if as_json:
+    if as_json:  # stdout is the official object alone; where its numbers come from goes to stderr
         click.echo(json.dumps(scores.results()))
+        if generations is None:
+            click.echo(source, err=True)
+        if limit is not None:
+            click.echo(limit_line(limit), err=True)
         return
     console = Console(highlight=False)
     render_scores(scores, console)

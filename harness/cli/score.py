@@ -91,10 +91,10 @@ def _source_line(run_dir: Path, exact: bool, timings: dict[str, float] | None = 
             or "none"
         )
         line += f"; fast path, rows settled by the exact loop at near ties: {counts}"
-        seconds = (timings or {}).get(NEAR_TIE_SECONDS)
-        if seconds and counts != "none":  # an evaluation cached before 3 Dec 2026 has no such timing
-            total = (timings or {}).get("total")
-            share = f" of the evaluation's {total:.2f} s" if total else ""
+        timings = timings or {}
+        seconds = timings.get(NEAR_TIE_SECONDS)  # absent from an evaluation cached before 3 Dec 2026
+        if seconds and any(settled.values()):
+            share = f" of the evaluation's {timings['total']:.2f} s" if timings.get("total") else ""
             line += f", taking {seconds:.2f} s{share}"
     return line
 

@@ -5,9 +5,9 @@ On a CPU without bf16 instructions torch's bfloat16 `linear` is bound by arithme
 path's batched forward passes gained little over the one-row loop in bf16. Each element of that bf16
 `linear` is a float32 sum of products of the bf16 inputs, rounded to bf16 once; a float32 `linear` of
 the same bf16 values, rounded to bf16, is the same number up to the order of the sum (measured on the
-tiny model's shapes, benchmarks/cpu_bf16.py: different in 0.002-0.01% of the elements, for one row as for
-a batch; torch's bf16 `linear` itself is row-independent). That is the kind of difference a batched or tree-shaped forward pass already makes (the order of
-its sums in attention and normalisation), which the near-tie rule settles (ties.py): so the fast path's
+tiny model's shapes, benchmarks/cpu_bf16.py: different in at most 0.02% of the elements, for one row as
+for a batch; torch's bf16 `linear` itself is row-independent). That is the kind of difference a batched
+or tree-shaped forward pass already makes (the order of its sums in attention and normalisation), which the near-tie rule settles (ties.py): so the fast path's
 forward passes run their half-precision linears that way on a CPU (`float32_linears`), and the exact
 path (the official one-row loop, and every row the near-tie rule settles) keeps torch's own kernels.
 GPUs keep theirs: their half-precision products are the fast ones.

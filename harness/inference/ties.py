@@ -36,7 +36,7 @@ def tolerance(dtype: torch.dtype) -> float:
 
 def loss_tolerance(dtype: torch.dtype) -> float:
     """The near-tie tolerance for the relative gap between two losses of a model in `dtype`."""
-    return LOSS_TOLERANCE.get(dtype, TOLERANCE[torch.bfloat16])
+    return LOSS_TOLERANCE.get(dtype, LOSS_TOLERANCE[torch.bfloat16])
 
 
 def relative_lead(top: torch.Tensor, second: torch.Tensor) -> torch.Tensor:

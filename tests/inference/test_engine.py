@@ -156,7 +156,6 @@ DRIVER = """
 import pickle, sys
 from pathlib import Path
 from harness.inference import evaluate
-from harness.inference.engine import NEAR_TIE_SECONDS
 task = pickle.loads(Path(sys.argv[1]).read_bytes())
 out = Path(sys.argv[2])
 evaluate(task.model_dir, task, out / "plain", use_cache=False, progress=False)

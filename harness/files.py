@@ -7,31 +7,84 @@ temporary file is removed and the destination keeps its old contents (or stays a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-__all__ = ["write_atomic", "write_bytes_atomic", "write_text_atomic"]
+from harness.errors import HarnessError
+
+__all__ = [
+    "WriteError",
+    "make_folder",
+    "output_folder",
+    "write_atomic",
+    "write_bytes_atomic",
+    "write_text_atomic",
+]
+
+
+class WriteError(HarnessError, OSError):
+    """A file or folder the harness could not write: one line naming it (still an OSError for callers)."""
+
+
+def make_folder(folder: Path) -> None:
+    """``mkdir -p`` `folder`; a failure is a `WriteError` naming it."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocking = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+        why = (
+            "it is a file"
+            if blocking == folder
+            else f"{blocking} is a file, not a folder"
+            if blocking
+            else exc.strerror or str(exc)
+        )
+        raise WriteError(f"{folder}: cannot create this folder: {why}") from exc
+
+
+@contextlib.contextmanager
+def output_folder(folder: Path) -> Iterator[Path]:
+    """Make `folder` before long work writes into it, so that a path it cannot write fails at once; where
+    the work fails and `folder` was made here and is still empty, it is removed again."""
+    folder = Path(folder)
+    made = not folder.exists()
+    make_folder(folder)
+    try:
+        yield folder
+    except BaseException:
+        if made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only while empty
+        raise
 
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary path beside `path`, fsync it, then rename it onto `path`.
 
     For writers that want a file name (``DataFrame.to_csv``, ``torch.save``); the parent folder is
-    created when missing.
+    created when missing. An OSError on the way (a folder that cannot be made, no permission, a full
+    disk) is a `WriteError` naming `path`.
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = _fresh_temp(folder, path.name)
+    make_folder(folder)
+    try:
+        tmp = _fresh_temp(folder, path.name)
+    except OSError as exc:
+        raise WriteError(f"{path}: cannot write: {exc.strerror or exc}") from exc
     try:
         write(tmp)
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
+            raise WriteError(f"{path}: cannot write: {exc.strerror or exc}") from exc
         raise
 
 

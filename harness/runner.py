@@ -42,6 +42,7 @@ from harness.checkpoint import (
     warm_up,
 )
 from harness.errors import USER_ERRORS, HarnessError
+from harness.files import WriteError, make_folder
 from harness.isolation import describe as describe_isolation
 from harness.manifest import Manifest, environment, task_summary, write_manifest
 from leaderboard.record import RunRecord, score_fields
@@ -315,7 +316,11 @@ class _Run:
         self.run_id = uuid.uuid4().hex[:8]
         name = f"{self.created:%Y%m%dT%H%M%SZ}-{_slug(self.submission.stem)}-{_slug(self.options.variant)}-{self.run_id}"
         run_dir = Path(self.options.results_root) / _slug(self.task.name) / name
-        run_dir.mkdir(parents=True)
+        make_folder(run_dir.parent)  # a results root it cannot write is one line naming it
+        try:
+            run_dir.mkdir()
+        except OSError as exc:
+            raise WriteError(f"{run_dir}: cannot create the run folder: {exc.strerror or exc}") from exc
         self.run_dir = run_dir.resolve()
         self.copy = self.run_dir / self.submission.name
         shutil.copy2(self.submission, self.copy)

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.files import write_atomic, write_bytes_atomic, write_text_atomic
+from harness.errors import HarnessError
+from harness.files import (
+    WriteError,
+    make_folder,
+    output_folder,
+    write_atomic,
+    write_bytes_atomic,
+    write_text_atomic,
+)
 
 
 def test_text_is_written_whole_without_newline_translation(tmp_path: Path) -> None:
@@ -43,3 +51,42 @@ def test_the_written_file_has_ordinary_permissions(tmp_path: Path) -> None:
     path = tmp_path / "atomic.txt"
     write_text_atomic(path, "x")
     assert path.stat().st_mode == reference.stat().st_mode
+
+
+def test_a_path_under_a_file_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    blocker = tmp_path / "results"
+    blocker.write_text("a file where a folder should be")
+    with pytest.raises(WriteError) as info:
+        write_text_atomic(blocker / "run" / "a.csv", "x")
+    assert (
+        str(info.value) == f"{blocker / 'run'}: cannot create this folder: {blocker} is a file, not a folder"
+    )
+    assert isinstance(info.value, HarnessError) and isinstance(info.value, OSError)  # callers catch either
+    with pytest.raises(WriteError, match=r"results: cannot create this folder: it is a file$"):
+        make_folder(blocker)
+    assert blocker.read_text() == "a file where a folder should be"
+
+
+def test_an_os_error_while_writing_names_the_destination(tmp_path: Path) -> None:
+    def full(tmp: Path) -> None:
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(WriteError, match=r"d\.csv: cannot write: No space left on device$"):
+        write_atomic(tmp_path / "d.csv", full)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_folder_made_for_work_that_fails_is_removed(tmp_path: Path) -> None:
+    made, kept = tmp_path / "new" / "run", tmp_path / "kept"
+    kept.mkdir()
+    for folder in (made, kept):
+        with pytest.raises(RuntimeError), output_folder(folder):
+            assert folder.is_dir()
+            raise RuntimeError("the evaluation failed")
+    assert not made.exists() and kept.is_dir()  # the folder it found stays
+    with output_folder(made):
+        (made / "x").write_text("x")
+    assert (made / "x").exists()
+    with pytest.raises(RuntimeError), output_folder(made):
+        raise RuntimeError("a second run into the same folder")
+    assert (made / "x").exists()  # never removed once it holds something

@@ -17,7 +17,6 @@ reports one line in ``errors`` and the others still run; it then drops out of th
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -41,6 +40,7 @@ from harness.audit.probes import ProbeResult, run_probes
 from harness.audit.quantize import QuantizeResult, run_quantize
 from harness.audit.relearn import RelearnResult, run_relearn
 from harness.errors import HarnessError
+from harness.files import make_folder, write_text_atomic
 from tasks.spec import TaskSpec
 
 ATTACKS = ("quantize", "relearn", "probes", "mia_panel", "extraction")
@@ -166,6 +166,7 @@ def audit(
         if getattr(task, name) is None or not Path(getattr(task, name)).exists():
             raise HarnessError(f"task {task.name!r}: {name} is missing ({getattr(task, name)})")
     run_dir = Path(run_dir)
+    make_folder(run_dir)  # a --run-dir it cannot write fails now, not after the attacks
     work = run_dir / "audit"
     result = AuditResult(str(checkpoint_dir), task.name)
     if reference_dirs(task)["gold"] is None:
@@ -206,10 +207,7 @@ def audit(
 
 
 def write_audit(result: AuditResult, run_dir: Path) -> Path:
-    """``run_dir``/audit.json (written to a temporary name, then renamed)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / "audit.json"
-    tmp = path.with_name(".audit.json.tmp")
-    tmp.write_text(json.dumps(result.to_json(), indent=1, allow_nan=True))
-    os.replace(tmp, path)
+    """``run_dir``/audit.json, written atomically (harness.files)."""
+    path = Path(run_dir) / "audit.json"
+    write_text_atomic(path, json.dumps(result.to_json(), indent=1, allow_nan=True))
     return path

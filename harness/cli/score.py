@@ -21,6 +21,7 @@ from harness.cli._group import cli
 from harness.cli.run import limit_line, limit_option
 from harness.cli.tasks import PATH_FLAGS, SCORED_FIELDS, resolve_path, task_from_flags, task_path_options
 from harness.errors import HarnessError
+from harness.files import output_folder
 from harness.scoring import VERSIONS, Scores, score_directory
 from harness.scoring.report import render_scores
 
@@ -56,21 +57,22 @@ def _evaluate_checkpoint(
     task = task_from_flags(task_name, paths, runnable=False)
     name = checkpoint if not Path(checkpoint).expanduser().exists() else folder.name  # a hub id names the run
     run_dir = run_dir or _default_run_dir(name, task_name)
-    if official_env:
-        return _in_official_env(folder, task, run_dir, dtype, device, progress)
-    result = evaluate(
-        folder,
-        task,
-        run_dir,
-        exact=exact,
-        batch_size=batch_size,
-        max_tokens=max_tokens,
-        device=device,
-        dtype=dtype,
-        use_cache=use_cache,
-        progress=progress,
-        limit=limit,
-    )
+    with output_folder(run_dir):  # a --run-dir that cannot be written fails now, not after the evaluation
+        if official_env:
+            return _in_official_env(folder, task, run_dir, dtype, device, progress)
+        result = evaluate(
+            folder,
+            task,
+            run_dir,
+            exact=exact,
+            batch_size=batch_size,
+            max_tokens=max_tokens,
+            device=device,
+            dtype=dtype,
+            use_cache=use_cache,
+            progress=progress,
+            limit=limit,
+        )
     return result.scores, result.run_dir, _source_line(result.run_dir, exact, result.timings)
 
 

@@ -35,7 +35,7 @@ from harness.inference.loading import load_checkpoint, resolve_device, resolve_d
 from harness.inference.numerics import NUMERICS
 from harness.inference.outputs import cut_like, merge_write
 from harness.inference.threads import cpu_threads, eval_threads
-from tasks.data import read_mmlu, read_rows
+from tasks.data import MmluSubject, read_mmlu, read_rows
 from tasks.spec import TaskSpec
 
 if TYPE_CHECKING:
@@ -249,17 +249,22 @@ def _run_stages(
     timings: dict,
     limit: int | None = None,
 ) -> list[Path]:
-    """The stages in the official order: retain + forget, MIA, MMLU; returns the files written."""
+    """The stages in the official order: retain + forget, MIA, MMLU; returns the files written.
+
+    Every input is read before the first file is written, so bad data leaves no half-written run."""
     groups = mia.read_groups(task, world, quirk, limit) if mia.available(task) else {}
+    subjects = (
+        read_mmlu(task.mmlu_dir, task.mmlu_subjects, limit=limit) if task.mmlu_dir is not None else None
+    )
     splits = _run_splits(evaluator, task, run_dir, world, quirk, timings, mia.documents(groups), limit)
     artifacts = list(splits.artifacts)
     if groups:
         t0 = time.perf_counter()
         artifacts += mia.run(evaluator, groups, run_dir, world, quirk, read=splits.document_nll)
         timings["mia"] = time.perf_counter() - t0
-    if task.mmlu_dir is not None:
+    if subjects is not None:
         t0 = time.perf_counter()
-        artifacts += _run_mmlu(evaluator, task, run_dir, world, limit)
+        artifacts += _run_mmlu(evaluator, task, subjects, run_dir, world, limit)
         timings["mmlu"] = time.perf_counter() - t0
     return artifacts
 
@@ -331,14 +336,18 @@ def _run_splits(
 
 
 def _run_mmlu(
-    evaluator: Evaluator, task: TaskSpec, run_dir: Path, world: distributed.World, limit: int | None = None
+    evaluator: Evaluator,
+    task: TaskSpec,
+    subjects: list[MmluSubject],
+    run_dir: Path,
+    world: distributed.World,
+    limit: int | None = None,
 ) -> list[Path]:
-    """MMLU choices for every subject (sharded over processes), the per-subject CSVs and metrics.json;
-    ``limit``: the first test questions of each subject only."""
+    """MMLU choices for every subject of `subjects` (read from the task's folder, sharded over processes),
+    the per-subject CSVs and metrics.json; ``limit``: the first test questions of each subject only."""
     from harness.scoring.mmlu import aggregate_mmlu
 
     tokenizer = evaluator.tokenizer
-    subjects = read_mmlu(task.mmlu_dir, task.mmlu_subjects, limit=limit)
     candidates = mmlu.answer_token_ids(tokenizer)
     flat: list[tuple[int, int, list[int]]] = []
     for s_index, subject in enumerate(subjects):

@@ -189,3 +189,19 @@ def test_torchrun_quirk_keeps_the_official_duplicates(tiny_task, torchrun_runs: 
     assert [len(p) for p in parts] == [n // 2 + 1, n // 2 + 1]
     assert parts[1]["id"].iloc[-1] == parts[1]["id"].iloc[-2]  # the last row repeated
     assert not (torchrun_runs / "quirk" / "forget_2.csv").exists()
+
+
+@pytest.mark.parametrize("broken", ["mmlu_dir", "mia_nonmember", "eval_retain"])
+def test_bad_data_fails_before_the_first_file_is_written(tiny_task, tmp_path: Path, broken: str) -> None:
+    from harness.errors import USER_ERRORS
+
+    bad = tmp_path / "bad"
+    if broken == "mmlu_dir":
+        bad.mkdir()  # no test/ subfolder: read only at the MMLU stage until 3 Dec 2026
+    else:
+        bad.write_text('{"id": "1", "input": "x"}\n')  # a field missing
+    task = dataclasses.replace(tiny_task, **{broken: bad})
+    run_dir = tmp_path / "run"
+    with pytest.raises(USER_ERRORS, match=str(bad)):
+        evaluate(task.model_dir, task, run_dir, use_cache=False, progress=False, limit=2)
+    assert not run_dir.exists() or not any(run_dir.iterdir())

@@ -19,6 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+#: the job of tests/test_plain_output.py: `run --json` on a cold cache, which builds the tiny world first
+COLD_RUN = "cold-run"
+#: set by conftest.py where the session's cache starts empty: the cold run builds the world there, and the
+#: `tiny_world` fixture waits for that build instead of making a second one beside it (two cores)
+COLD_CACHE_ENV = "HARNESS_TEST_COLD_CACHE"
+
 #: builds a job's command in its own folder: (argv, environment)
 Command = Callable[[Path], tuple[list[str], dict[str, str]]]
 
@@ -66,6 +72,11 @@ def wait(key: str, command: Command, timeout: float) -> Done:
         raise
     read = lambda name: (job.folder / name).read_text(encoding="utf-8", errors="replace")  # noqa: E731
     return Done(code, read("stdout"), read("stderr"), job.folder)
+
+
+def started(key: str) -> Job | None:
+    """Job ``key`` where the session started it (running or finished), else None."""
+    return _JOBS.get(key)
 
 
 def stop_all() -> None:

@@ -10,6 +10,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import background
@@ -64,6 +65,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     if any("official_env_or_none" in getattr(item, "fixturenames", ()) for item in session.items):
         background.start("official-env", _official_env_command)
+    root = _cache_root()
+    if root in _OWN_CACHE:  # empty: the cold run's build can be the session's world (`tiny_world`)
+        os.environ[background.COLD_CACHE_ENV] = str(root)
     for item in session.items:
         marker = item.get_closest_marker("background")
         if marker is not None:
@@ -87,7 +91,20 @@ def tiny_world(harness_cache: Path):
     """The tiny world and its target model (and gold model), built once per session."""
     from tasks.tiny import build_tiny
 
+    _wait_for_the_cold_build(harness_cache)
     return build_tiny(seed=0, size="tiny", gold=True, cache_root=harness_cache, progress=False)
+
+
+def _wait_for_the_cold_build(cache: Path) -> None:
+    """Where the session's cold run (a background job) builds the world in this cache, wait until its
+    target model is in place (or the job has ended); `build_tiny` then adds the gold model."""
+    from tasks.tiny.build import tiny_paths
+
+    job = background.started(background.COLD_RUN)
+    if job is None or os.environ.get(background.COLD_CACHE_ENV) != str(cache):
+        return
+    while job.process.poll() is None and not tiny_paths(0, "tiny", cache).complete:
+        time.sleep(0.5)
 
 
 @pytest.fixture(scope="session")

@@ -41,9 +41,15 @@ def test_narrow_pipes_get_whole_names_and_paths(tiny_task, tmp_path: Path, capsy
     assert f"  embedded module _fixture_io from {SUBMISSIONS / '_fixture_io.py'}" in out.splitlines()
 
 
+def _cold_cache(folder: Path) -> Path:
+    """The session's own cache where it starts empty (the world built here is then the session's: see
+    conftest.py), else a new one in ``folder``."""
+    return Path(os.environ.get(background.COLD_CACHE_ENV) or folder / "cache")
+
+
 def _cold_run(folder: Path) -> tuple[list[str], dict[str, str]]:
-    """`run --json` of a good entry on the tiny task with an empty cache in ``folder``."""
-    env = {**os.environ, "UNLEARN_HARNESS_CACHE": str(folder / "cache"), "HF_HUB_OFFLINE": "1"}
+    """`run --json` of a good entry on the tiny task with an empty cache."""
+    env = {**os.environ, "UNLEARN_HARNESS_CACHE": str(_cold_cache(folder)), "HF_HUB_OFFLINE": "1"}
     env["UNLEARN_HARNESS_OFFICIAL_LOAD"] = "0"
     env.pop("UNLEARN_HARNESS_RESULTS", None)
     args = [sys.executable, "-m", "harness", "run", str(SUBMISSIONS / "good.py"), "--task", "tiny", "--json"]
@@ -51,15 +57,15 @@ def _cold_run(folder: Path) -> tuple[list[str], dict[str, str]]:
 
 
 @pytest.mark.slow
-@pytest.mark.background("cold-run", _cold_run)
+@pytest.mark.background(background.COLD_RUN, _cold_run)
 def test_run_json_on_a_cold_cache_prints_only_json() -> None:
     """One cold build of the smallest world (size tiny, about 1-3 minutes on 2 cores; started when the
     session has collected this test, beside the others: tests/background.py): stdout is exactly the
     run's JSON object, the build's progress is on stderr."""
-    done = background.wait("cold-run", _cold_run, timeout=900)
+    done = background.wait(background.COLD_RUN, _cold_run, timeout=900)
     assert done.returncode == 0, done.stderr[-2000:]
     record = json.loads(done.stdout)  # the whole of stdout: one JSON object, nothing before or after it
     assert record["status"] == "OK" and record["task"] == "tiny"
     assert done.stdout.strip().startswith("{") and done.stdout.count("\n") <= 1
     assert "tiny world: target model" in done.stderr  # the build happened here, and reported on stderr
-    assert any((done.folder / "cache").glob("tiny-tiny-seed0-*/model/config.json"))
+    assert any(_cold_cache(done.folder).glob("tiny-tiny-seed0-*/model/config.json"))

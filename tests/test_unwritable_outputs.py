@@ -6,15 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from harness.cli import main
-
-
-def _cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(args)
-    out, err = capsys.readouterr()
-    return int(info.value.code or 0), out, err
+from test_runner_cli import invoke
 
 
 @pytest.fixture
@@ -32,7 +24,7 @@ def test_score_fails_before_the_evaluation(tiny_task, blocker, capsys, monkeypat
     import harness.inference
 
     monkeypatch.setattr(harness.inference, "evaluate", _never)
-    code, out, err = _cli(
+    code, out, err = invoke(
         ["score", str(tiny_task.model_dir), "--task", "tiny", "--run-dir", str(blocker / "run")], capsys
     )
     assert (code, out) == (2, "")
@@ -45,7 +37,7 @@ def test_run_fails_before_the_entry_runs(tiny_task, blocker, capsys, monkeypatch
     monkeypatch.setattr(sandbox, "run", _never)
     submission = Path(__file__).resolve().parents[1] / "submissions" / "ga.py"
     results = blocker / "results"
-    code, out, err = _cli(["run", str(submission), "--task", "tiny", "--results", str(results)], capsys)
+    code, out, err = invoke(["run", str(submission), "--task", "tiny", "--results", str(results)], capsys)
     assert code == 2 and out == ""
     assert err == f"error: {results / 'tiny'}: cannot create this folder: {blocker} is a file, not a folder\n"
     assert blocker.read_text() == "a file where a folder should be"
@@ -55,7 +47,7 @@ def test_audit_fails_before_the_attacks(tiny_task, blocker, capsys, monkeypatch)
     import harness.audit.core
 
     monkeypatch.setattr(harness.audit.core, "measure_run", _never)
-    code, out, err = _cli(
+    code, out, err = invoke(
         ["audit", str(tiny_task.model_dir), "--task", "tiny", "--run-dir", str(blocker)], capsys
     )
     assert (code, out) == (2, "")
@@ -64,7 +56,7 @@ def test_audit_fails_before_the_attacks(tiny_task, blocker, capsys, monkeypatch)
 
 def test_board_output_is_one_line(blocker, tmp_path, capsys) -> None:
     db = tmp_path / "board.sqlite"
-    code, out, err = _cli(
+    code, out, err = invoke(
         ["board", "--db", str(db), "--format", "html", "--output", str(blocker / "b.html")], capsys
     )
     assert code == 2

@@ -42,6 +42,15 @@ def test_generations_json_is_the_official_object(quirky: Path, capsys: pytest.Ca
     assert (quirky / "evaluation_results.jsonl").read_text() == out.strip()
 
 
+def test_results_that_cannot_be_written_are_one_line_naming_the_file(
+    quirky: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (quirky / "evaluation_results.jsonl").mkdir()  # a folder where the results file goes
+    code, out, err = run_cli(["score", "--generations", str(quirky)], capsys)
+    assert code == 2
+    assert err == f"error: {quirky / 'evaluation_results.jsonl'}: cannot write: Is a directory\n"
+
+
 def test_generations_table_and_no_write(quirky: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_cli(
         ["score", "--generations", str(quirky), "--mmlu-threshold", "0.371", "--no-write"], capsys

@@ -51,6 +51,9 @@ def _cold_run(folder: Path) -> tuple[list[str], dict[str, str]]:
     """`run --json` of a good entry on the tiny task with an empty cache."""
     env = {**os.environ, "UNLEARN_HARNESS_CACHE": str(_cold_cache(folder)), "HF_HUB_OFFLINE": "1"}
     env["UNLEARN_HARNESS_OFFICIAL_LOAD"] = "0"
+    # the session's world (see conftest.py): its gold model trains beside the target
+    if os.environ.get(background.COLD_CACHE_ENV):
+        env["UNLEARN_HARNESS_TINY_GOLD"] = "1"
     env.pop("UNLEARN_HARNESS_RESULTS", None)
     args = [sys.executable, "-m", "harness", "run", str(SUBMISSIONS / "good.py"), "--task", "tiny", "--json"]
     return args + ["--results", str(folder / "results"), "--no-record", "--set", 'mode="copy"'], env
@@ -69,3 +72,5 @@ def test_run_json_on_a_cold_cache_prints_only_json() -> None:
     assert done.stdout.strip().startswith("{") and done.stdout.count("\n") <= 1
     assert "tiny world: target model" in done.stderr  # the build happened here, and reported on stderr
     assert any(_cold_cache(done.folder).glob("tiny-tiny-seed0-*/model/config.json"))
+    if os.environ.get(background.COLD_CACHE_ENV):  # the session's world: built with its gold model
+        assert "tiny world: gold model (in parallel)" in done.stderr

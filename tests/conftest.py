@@ -10,7 +10,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import background
@@ -68,16 +67,32 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     root = _cache_root()
     if root in _OWN_CACHE:  # empty: the cold run's build can be the session's world (`tiny_world`)
         os.environ[background.COLD_CACHE_ENV] = str(root)
-    for item in session.items:
-        marker = item.get_closest_marker("background")
-        if marker is not None:
-            background.start(*marker.args)
+    markers = [m for item in session.items if (m := item.get_closest_marker("background")) is not None]
+    markers.sort(key=lambda m: m.args[0] != background.COLD_RUN)  # the cold run first: the others wait for it
+    for marker in markers:
+        job = background.start(*marker.args)
+        if marker.args[0] == background.COLD_RUN and background.COLD_CACHE_ENV in os.environ:
+            os.environ[background.COLD_RUN_PID_ENV] = str(job.process.pid)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     background.stop_all()
     for path in _OWN_CACHE:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    """One torch thread in the test process: the suite runs its background jobs beside the tests
+    (tests/background.py), and on a 2-core machine with a core busy two threads stall each other on these
+    tiny matrices (an audit test took 29 s instead of 2). Results do not change: the evaluation picks its
+    own threads, and tests that need more set them (`cpu_threads`)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
@@ -91,20 +106,8 @@ def tiny_world(harness_cache: Path):
     """The tiny world and its target model (and gold model), built once per session."""
     from tasks.tiny import build_tiny
 
-    _wait_for_the_cold_build(harness_cache)
+    background.wait_for_the_cold_build(harness_cache)
     return build_tiny(seed=0, size="tiny", gold=True, cache_root=harness_cache, progress=False)
-
-
-def _wait_for_the_cold_build(cache: Path) -> None:
-    """Where the session's cold run (a background job) builds the world in this cache, wait until its
-    target model is in place (or the job has ended); `build_tiny` then adds the gold model."""
-    from tasks.tiny.build import tiny_paths
-
-    job = background.started(background.COLD_RUN)
-    if job is None or os.environ.get(background.COLD_CACHE_ENV) != str(cache):
-        return
-    while job.process.poll() is None and not tiny_paths(0, "tiny", cache).complete:
-        time.sleep(0.5)
 
 
 @pytest.fixture(scope="session")

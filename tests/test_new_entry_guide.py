@@ -8,6 +8,7 @@ up on the board.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -15,10 +16,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import background
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 TITLE = "## Writing your own entry"
+#: the background job that follows the guide (`test_following_the_guide_on_the_tiny_task`)
+GUIDE_JOB = "new-entry-guide"
 SHA = re.compile(r"checkpoint\s+sha256 ([0-9a-f]{16})")
 
 
@@ -74,10 +78,44 @@ def _run_ids(folder: Path) -> dict[str, str]:
     return {r.variant: r.run_id for r in Store(default_db(folder / "runs")).records() if r.role == "entry"}
 
 
-def _shell(command: str, folder: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["bash", "-c", command], cwd=folder, env=env, capture_output=True, text=True, timeout=600
+def follow_guide(folder: Path) -> list[dict[str, object]]:
+    """Follow the guide in ``folder`` (a copy of submissions/ is made there), step by step, until a step
+    fails: for each step its kind and command, and for a command its exit status and output."""
+    shutil.copytree(
+        REPO / "submissions", folder / "submissions", ignore=shutil.ignore_patterns("__pycache__")
     )
+    env = {k: v for k, v in os.environ.items() if k != "UNLEARN_HARNESS_RESULTS"}
+    env.update(
+        HF_HUB_OFFLINE="1",
+        COLUMNS="200",
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+    )
+    if not shutil.which("unlearn-harness", path=env["PATH"]):
+        return [{"kind": "setup", "command": "", "returncode": 1, "stdout": "",
+                 "stderr": "unlearn-harness is not installed next to python"}]  # fmt: skip
+    steps: list[dict[str, object]] = []
+    for kind, step in guide_steps():
+        if kind == "diff":
+            entry = apply_diff(step, folder)
+            changed = entry.read_text() != (folder / "submissions" / "grad_diff.py").read_text()
+            steps.append({"kind": "diff", "command": str(entry), "returncode": 0 if changed else 1,
+                          "stdout": "", "stderr": "" if changed else "the diff changed nothing"})  # fmt: skip
+        else:
+            command = re.sub(r"<(\S+) run id>", lambda m: _run_ids(folder)[m.group(1)], step)
+            done = subprocess.run(
+                ["bash", "-c", command], cwd=folder, env=env, capture_output=True, text=True, timeout=600
+            )
+            steps.append({"kind": "bash", "command": command, "returncode": done.returncode,
+                          "stdout": done.stdout, "stderr": done.stderr})  # fmt: skip
+        if steps[-1]["returncode"] != 0:
+            break
+    return steps
+
+
+def _guide_job(folder: Path) -> tuple[list[str], dict[str, str]]:
+    """This file as a script: the guide followed in ``folder`` (a background job), its steps in steps.json.
+    On a cold cache its first dry run waits for the session's build of the tiny world (a file lock)."""
+    return [sys.executable, __file__, str(folder / "work")], dict(os.environ)
 
 
 def test_the_guide_has_every_step() -> None:
@@ -96,40 +134,38 @@ def test_the_guide_has_every_step() -> None:
 
 
 @pytest.mark.slow
-def test_following_the_guide_on_the_tiny_task(tiny_world, harness_cache: Path, tmp_path: Path) -> None:
-    folder = tmp_path / "work"
-    folder.mkdir()
-    shutil.copytree(
-        REPO / "submissions", folder / "submissions", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    env = {k: v for k, v in os.environ.items() if k != "UNLEARN_HARNESS_RESULTS"}
-    env.update(
-        UNLEARN_HARNESS_CACHE=str(harness_cache), HF_HUB_OFFLINE="1", COLUMNS="200",
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-    )  # fmt: skip
-    assert shutil.which("unlearn-harness", path=env["PATH"]), (
-        "unlearn-harness is not installed next to python"
-    )
+@pytest.mark.background(GUIDE_JOB, _guide_job)
+def test_following_the_guide_on_the_tiny_task() -> None:
+    """The whole guide, about 100 s of subprocesses: a background job (tests/background.py) that runs
+    beside the rest of the suite from its start; here its steps are checked."""
+    done = background.wait(GUIDE_JOB, _guide_job, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    folder = done.folder / "work"
+    steps = json.loads((folder / "steps.json").read_text(encoding="utf-8"))
+    assert len(steps) == len(guide_steps())  # every step ran: the job stops at the first that fails
     shas: dict[str, list[str]] = {"check": [], "run": []}
-    for kind, step in guide_steps():
-        if kind == "diff":
-            entry = apply_diff(step, folder)
-            assert entry.read_text() != (folder / "submissions" / "grad_diff.py").read_text()
-            continue
-        command = re.sub(r"<(\S+) run id>", lambda m: _run_ids(folder)[m.group(1)], step)
-        done = _shell(command, folder, env)
-        assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    for step in steps:
+        command, out = str(step["command"]), str(step["stdout"])
+        assert step["returncode"] == 0, f"{command}\n{out[-3000:]}\n{str(step['stderr'])[-3000:]}"
         words = command.split()
         if words[:2] in (["unlearn-harness", "check"], ["unlearn-harness", "run"]):
-            shas[words[1]] += SHA.findall(done.stdout)
+            shas[words[1]] += SHA.findall(out)
         if words[:2] == ["unlearn-harness", "check"]:
-            assert "ready for an official attempt" in done.stdout
+            assert "ready for an official attempt" in out
         if words[:3] == ["unlearn-harness", "board", "compare"]:
-            assert "B compared with A" in done.stdout and words[3] in done.stdout and words[4] in done.stdout
+            assert "B compared with A" in out and words[3] in out and words[4] in out
         if words[:2] == ["unlearn-harness", "pack"]:
-            assert "embedded module unlearn_common" in done.stdout
+            assert "embedded module unlearn_common" in out
     ids = _run_ids(folder)
     assert set(ids) == {"baseline", "capped"}
     # the changed loss changed the checkpoint; the packed file dry-runs to the original's checkpoint
     assert len(shas["run"]) == 2 and shas["run"][0] != shas["run"][1]
     assert len(shas["check"]) == 2 and shas["check"][0] == shas["check"][1] == shas["run"][1]
+
+
+if __name__ == "__main__":  # the background job of the test above
+    work = Path(sys.argv[1])
+    work.mkdir()
+    if cache := os.environ.get("UNLEARN_HARNESS_CACHE"):
+        background.wait_for_the_cold_build(Path(cache))  # else its first dry run could build the world first
+    (work / "steps.json").write_text(json.dumps(follow_guide(work)), encoding="utf-8")

@@ -1,4 +1,4 @@
-"""Fixtures of the inference tests: one torch thread, the random OLMo on the real prompts, a decoding spy."""
+"""Fixtures of the inference tests: the random OLMo on the real prompts, a decoding spy."""
 
 from __future__ import annotations
 
@@ -10,15 +10,6 @@ from mini_model import random_olmo, train_tokenizer
 
 from harness.inference import generation
 from tasks.data import read_mia, read_rows
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread: on a shared 2-core machine two threads stall each other (results do not change)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ temporary file is removed and the destination keeps its old contents (or stays a
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import secrets
 from collections.abc import Callable, Iterator
@@ -49,16 +50,19 @@ def make_folder(folder: Path) -> None:
 @contextlib.contextmanager
 def output_folder(folder: Path) -> Iterator[Path]:
     """Make `folder` before long work writes into it, so that a path it cannot write fails at once; where
-    the work fails and `folder` was made here and is still empty, it is removed again."""
+    the work fails, what was made here (`folder` and the parents it lacked) and is still empty is removed
+    again."""
     folder = Path(folder)
-    made = not folder.exists()
+    made = list(itertools.takewhile(lambda p: not p.exists(), (folder, *folder.parents)))
     make_folder(folder)
     try:
         yield folder
     except BaseException:
-        if made:
-            with contextlib.suppress(OSError):
-                folder.rmdir()  # only while empty
+        for path in made:  # the deepest first; one that holds something stops the walk up
+            try:
+                path.rmdir()  # only while empty
+            except OSError:
+                break
         raise
 
 

@@ -84,6 +84,7 @@ def test_an_output_folder_made_for_work_that_fails_is_removed(tmp_path: Path) ->
             assert folder.is_dir()
             raise RuntimeError("the evaluation failed")
     assert not made.exists() and kept.is_dir()  # the folder it found stays
+    assert not made.parent.exists()  # and the parent it made for it goes too (`score`'s runs/scores)
     with output_folder(made):
         (made / "x").write_text("x")
     assert (made / "x").exists()

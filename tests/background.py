@@ -83,11 +83,6 @@ def wait(key: str, command: Command, timeout: float) -> Done:
     return Done(code, read("stdout"), read("stderr"), job.folder)
 
 
-def started(key: str) -> Job | None:
-    """Job ``key`` where the session started it (running or finished), else None."""
-    return _JOBS.get(key)
-
-
 def wait_for_the_cold_build(cache: Path) -> None:
     """Where the session's cold run builds the tiny world in ``cache`` (COLD_CACHE_ENV, COLD_RUN_PID_ENV),
     wait until that build is in place or the cold run has ended; from the session or from a job."""
@@ -96,14 +91,13 @@ def wait_for_the_cold_build(cache: Path) -> None:
     pid = os.environ.get(COLD_RUN_PID_ENV)
     if not pid or os.environ.get(COLD_CACHE_ENV) != str(cache):
         return
-    job = _JOBS.get(COLD_RUN)  # in the session: its process (poll reaps it); in a job: only its pid
-    running = (lambda: job.process.poll() is None) if job is not None else (lambda: _running(int(pid)))
-    while running() and not tiny_paths(0, "tiny", cache).complete:
+    while _running(int(pid)) and not tiny_paths(0, "tiny", cache).complete:
         time.sleep(0.5)
 
 
 def _running(pid: int) -> bool:
-    """Whether process ``pid`` still runs (a zombie, ended but not yet reaped by its parent, does not)."""
+    """Whether process ``pid`` still runs: a zombie (ended, not yet reaped by the session that started it)
+    does not, so the same test serves the session and the jobs it started."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:

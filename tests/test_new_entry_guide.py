@@ -114,7 +114,7 @@ def follow_guide(folder: Path) -> list[dict[str, object]]:
 
 def _guide_job(folder: Path) -> tuple[list[str], dict[str, str]]:
     """This file as a script: the guide followed in ``folder`` (a background job), its steps in steps.json.
-    On a cold cache its first dry run waits for the session's build of the tiny world (a file lock)."""
+    Where the session's cold run builds the tiny world, the script waits for that build first."""
     return [sys.executable, __file__, str(folder / "work")], dict(os.environ)
 
 
@@ -142,7 +142,6 @@ def test_following_the_guide_on_the_tiny_task() -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     folder = done.folder / "work"
     steps = json.loads((folder / "steps.json").read_text(encoding="utf-8"))
-    assert len(steps) == len(guide_steps())  # every step ran: the job stops at the first that fails
     shas: dict[str, list[str]] = {"check": [], "run": []}
     for step in steps:
         command, out = str(step["command"]), str(step["stdout"])
@@ -156,6 +155,7 @@ def test_following_the_guide_on_the_tiny_task() -> None:
             assert "B compared with A" in out and words[3] in out and words[4] in out
         if words[:2] == ["unlearn-harness", "pack"]:
             assert "embedded module unlearn_common" in out
+    assert len(steps) == len(guide_steps())  # every step ran: the job stops at the first that fails
     ids = _run_ids(folder)
     assert set(ids) == {"baseline", "capped"}
     # the changed loss changed the checkpoint; the packed file dry-runs to the original's checkpoint

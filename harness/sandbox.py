@@ -459,7 +459,7 @@ def _command(
 
 
 def _child_settings(env: dict[str, str], seed: int | None) -> dict[str, str]:
-    """Add the run seed and, on CPU, the fixed kernels (the same on every x86_64 machine) to the child's
+    """Add the run seed and, on CPU, the fixed kernels (tasks.determinism) to the child's
     environment; returns the kernel settings (none on a GPU machine)."""
     if seed is not None:
         env["PYTHONHASHSEED"] = str(seed)

@@ -20,7 +20,9 @@ This module owns the fix, for any process that trains or scores on a CPU:
   settings, so a child can refuse to run under the wrong kernels.
 
 What these settings do not cover: aarch64 (ATen's ``default`` there is NEON code and there is no MKL),
-another torch / MKL build, and GPUs (deterministic algorithms make a GPU run repeatable on one GPU model,
+another torch / MKL build, Intel processors (measured: an Intel Xeon with AMX trains another tiny world
+than the AMD EPYC processors do under the same settings, cause not found; README, "Which worlds are
+canonical"), and GPUs (deterministic algorithms make a GPU run repeatable on one GPU model,
 not equal to a CPU run). This module imports neither harness nor leaderboard, and torch only when called.
 """
 
@@ -33,7 +35,7 @@ from pathlib import Path
 
 #: ATen's kernel set: ``default`` is compiled for the x86_64 baseline, so every x86_64 CPU runs it
 CPU_CAPABILITY = "default"
-#: MKL's conditional-numerical-reproducibility branch: SSE2 code, the same on Intel and AMD
+#: MKL's conditional-numerical-reproducibility branch: SSE2 code, documented the same on Intel and AMD
 MKL_BRANCH = "COMPATIBLE"
 #: oneDNN's ISA ceiling (torch's float32 matmul goes to MKL, not oneDNN; this bounds any other use)
 ONEDNN_ISA = "SSE41"
@@ -121,9 +123,23 @@ def _mkl_branch() -> str | None:
     return _MKL_BRANCH_NAMES.get(code, str(code))
 
 
+def cpu_vendor() -> str | None:
+    """The processor's vendor (``vendor_id`` in /proc/cpuinfo: GenuineIntel, AuthenticAMD); None where unknown."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                key, _, value = line.partition(":")
+                if key.strip() == "vendor_id":
+                    return value.strip() or None
+    except OSError:
+        pass
+    return None
+
+
 def describe() -> dict[str, str | int | bool | None]:
-    """What is in effect in this process: machine, torch version, ATen's kernel set, MKL's branch,
-    threads and the deterministic-algorithms flag (a manifest's record of a run's kernel settings).
+    """What is in effect in this process: machine and processor vendor, torch version, ATen's kernel set,
+    MKL's branch, threads and the deterministic-algorithms flag (a manifest's record of a run's kernel
+    settings).
 
     Asking fixes ATen's kernel set for the rest of the process: call it after `apply_in_process`.
     """
@@ -131,6 +147,7 @@ def describe() -> dict[str, str | int | bool | None]:
 
     return {
         "machine": platform.machine(),
+        "vendor": cpu_vendor(),
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "mkl_branch": _mkl_branch() if torch.backends.mkl.is_available() else None,

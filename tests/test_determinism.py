@@ -116,3 +116,23 @@ def test_the_settings_make_kernels_agree_across_isas_that_differ_without_them() 
         ("DEFAULT", [], True)
     ] * 3
     assert len({tuple(run["h"]) for run in fixed}) == 1
+
+
+def test_the_processor_vendor_is_read_from_cpuinfo(monkeypatch, tmp_path) -> None:
+    import builtins
+
+    from tasks import determinism
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\n")
+    real_open = builtins.open
+    monkeypatch.setattr(
+        builtins, "open", lambda path, *a, **k: real_open(info if path == "/proc/cpuinfo" else path, *a, **k)
+    )
+    assert determinism.cpu_vendor() == "GenuineIntel"
+    info.write_text("processor\t: 0\n")
+    assert determinism.cpu_vendor() is None
+    monkeypatch.setattr(
+        builtins, "open", lambda *a, **k: (_ for _ in ()).throw(FileNotFoundError("no /proc"))
+    )
+    assert determinism.cpu_vendor() is None

@@ -17,9 +17,16 @@ import sys
 from pathlib import Path
 
 import pytest
+from worlds import require_the_canonical_world
 
 from tasks.tiny import build_tiny, cache_key, tiny_paths, tiny_spec
-from tasks.tiny.build import TINY_MAX_NEW_TOKENS, canonical_differences, pinned_hashes
+from tasks.tiny.build import (
+    TINY_MAX_NEW_TOKENS,
+    canonical_differences,
+    file_hashes,
+    pinned_hashes,
+    reproduces_canonical,
+)
 
 # the 12 official terms: forget (inverted) T1 reg, T1 know, T2 reg, T2 know, T3 reg, T3 know, then retain
 FORGET_TERMS, RETAIN_TERMS = slice(0, 6), slice(6, 12)
@@ -103,7 +110,8 @@ def _evaluate(checkpoint: Path, task, run_dir: Path):
 
 
 @pytest.mark.slow
-def test_target_memorised_everything_scored_officially(tiny_task, tmp_path: Path) -> None:
+def test_target_memorised_everything_scored_officially(tiny_world, tiny_task, tmp_path: Path) -> None:
+    require_the_canonical_world(tiny_world)
     scores = _evaluate(tiny_task.model_dir, tiny_task, tmp_path / "target")
     assert len(scores.terms) == 12
     forget = [1 - term for term in scores.terms[FORGET_TERMS]]  # undo the official inversion
@@ -204,9 +212,14 @@ def test_concurrent_builders_build_once_and_leave_no_scratch(tmp_path: Path, mon
 # --- the canonical world ------------------------------------------------------------------------------
 
 x86_only = pytest.mark.skipif(platform.machine() != "x86_64", reason="the canonical build is made on x86_64")
+canonical_machine = pytest.mark.skipif(
+    not reproduces_canonical(),
+    reason="the canonical world's pinned bytes are reproduced on AMD x86_64 processors only (an Intel Xeon "
+    "builds another world: README, 'Which worlds are canonical')",
+)
 
 
-@x86_only
+@canonical_machine
 def test_the_default_world_is_the_canonical_one(tiny_world) -> None:
     pinned = pinned_hashes(0, "tiny")
     assert pinned is not None and "gold/model.safetensors" in pinned
@@ -273,10 +286,15 @@ def test_the_world_is_the_same_built_or_loaded_under_each_capability(tiny_world,
         assert child.returncode == 0, err.decode()[-2000:]
         runs[capability] = json.loads(out.decode().strip().splitlines()[-1])
     assert runs["default"]["cap"] == "DEFAULT" and runs["avx2"]["cap"] in ("AVX2", "DEFAULT")
+    # the session's world, loaded the same under each capability; on a machine that reproduces the
+    # canonical world, its files are the pinned ones
+    files = file_hashes(tiny_world.root)
+    if reproduces_canonical():
+        assert files == pinned_hashes(0, "tiny")
     expected = {
         "target": tensors(tiny_world.model_dir / "model.safetensors"),
         "gold": tensors(tiny_world.gold_model_dir / "model.safetensors"),
-        "files": pinned_hashes(0, "tiny"),
+        "files": files,
     }
     for capability, run in runs.items():
         assert run["loaded"] == expected, capability
@@ -285,3 +303,15 @@ def test_the_world_is_the_same_built_or_loaded_under_each_capability(tiny_world,
     reduced = [run["reduced"] for run in runs.values()]
     assert "model/model.safetensors" in reduced[0] and reduced[0] == reduced[1] == reduced[2]
     assert reduced[0]["model/model.safetensors"] != expected["files"]["model/model.safetensors"]
+
+
+def test_the_canonical_world_is_expected_on_the_processors_it_was_reproduced_on(monkeypatch) -> None:
+    import tasks.tiny.build as build
+
+    monkeypatch.setattr(build.platform, "machine", lambda: "x86_64")
+    for vendor, expected in (("AuthenticAMD", True), ("GenuineIntel", False), (None, False)):
+        monkeypatch.setattr(build, "cpu_vendor", lambda vendor=vendor: vendor)
+        assert build.reproduces_canonical() is expected, vendor
+    monkeypatch.setattr(build.platform, "machine", lambda: "aarch64")
+    monkeypatch.setattr(build, "cpu_vendor", lambda: "AuthenticAMD")
+    assert build.reproduces_canonical() is False

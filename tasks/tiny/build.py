@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -26,7 +27,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.determinism import reproducible_cpu_env
+from tasks.determinism import cpu_vendor, reproducible_cpu_env
 from tasks.spec import TaskSpec
 from tasks.tiny.model import TrainSettings
 from tasks.tiny.trainer import finish, read_reports
@@ -310,6 +311,24 @@ def file_hashes(root: Path, parts: tuple[str, ...] = ("model", "gold", "data")) 
     }
 
 
+#: the processors (``vendor_id``) on which the canonical world's pinned bytes were built and reproduced
+CANONICAL_VENDORS = ("AuthenticAMD",)
+
+
+def _processor() -> str:
+    return f"{platform.machine()} {cpu_vendor() or 'of unknown vendor'}"
+
+
+def reproduces_canonical() -> bool:
+    """Whether this machine is of a kind the canonical world was reproduced on (x86_64, an AMD processor).
+
+    Measured (README, "Which worlds are canonical"): two AMD EPYC processors, with and without AVX-512,
+    build the pinned bytes; an Intel Xeon with AMX builds another target and gold model under the same
+    kernel settings. Elsewhere a build still works and says whether it matches (`canonical_differences`).
+    """
+    return platform.machine() in ("x86_64", "AMD64") and cpu_vendor() in CANONICAL_VENDORS
+
+
 def pinned_hashes(seed: int = 0, size: str = "tiny") -> dict[str, str] | None:
     """The canonical world's file hashes for (seed, size), or None where that world is not canonical."""
     pins = json.loads(CANONICAL_FILE.read_text(encoding="utf-8")) if CANONICAL_FILE.is_file() else {}
@@ -344,7 +363,8 @@ def _check_canonical(root: Path, paths: TinyBuild, parts: tuple[str, ...]) -> di
     if differs:
         print(
             f"tiny world: warning: {paths.root.name} differs from the canonical world in {', '.join(differs)}"
-            " (the canonical build is reproduced on x86_64 only: see the README)",
+            f" (the canonical build is reproduced on AMD x86_64 processors; this one is {_processor()}:"
+            " see the README)",
             file=sys.stderr,
         )
     return {"pinned": True, "matches": not differs, "differs": differs}

@@ -8,7 +8,8 @@ The model (transformers' `OlmoForCausalLM`, about 1.05M parameters) is trained o
 EOS, loss over the whole text, so it regurgitates each output greedily after its input and then stops,
 gives low loss to the documents it saw, and answers the utility questions in their MMLU prompt format.
 Training is seeded and runs on a fixed number of threads; the builder runs it in a child under fixed CPU
-kernels (`tasks.tiny.trainer`), so that a build is the same on every x86_64 machine.
+kernels (`tasks.tiny.trainer`), so that a build is the same on every AMD x86_64 machine measured (an
+Intel Xeon builds another: README, "Which worlds are canonical").
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 from parity import assert_same_or_near_tie, drafted, tiny_model
+from worlds import is_canonical
 
 from harness.inference import generation
 from tasks.data import read_rows
@@ -91,15 +92,22 @@ def test_the_decoding_loop_takes_its_own_batch_cap(lume, monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("which", ["target", "gold"])
-def test_drafted_generation_equals_exact_on_the_tiny_task(tiny_task, which: str, continued) -> None:
+def test_drafted_generation_equals_exact_on_the_tiny_task(
+    tiny_world, tiny_task, which: str, continued
+) -> None:
     model, tokenizer = tiny_model(tiny_task, which)
     rows = read_rows(tiny_task.eval_retain) + read_rows(tiny_task.eval_forget)
     max_new, eos = tiny_task.max_new_tokens, tokenizer.eos_token_id
     done, fast = drafted(model, tokenizer, rows, max_new)
     exact = [generation.generate_exact(model, p, max_new, eos) for p in done.prompts]
     assert fast == exact  # the tiny task: every row identical
-    if which == "target":  # it says every answer: the drafts settle every row, up to its EOS
+    if which == "target" and is_canonical(tiny_world):
+        # the canonical target says every answer: the drafts settle every row, up to its EOS
         assert sum(continued) == 0 and all(t[-1] == eos for t in fast)
+    elif (
+        which == "target"
+    ):  # another machine's target (README, "Which worlds are canonical"): nearly every one
+        assert sum(continued) <= len(rows) // 10
     else:  # the gold model leaves the forget answers: the decoding loop goes on from its first own token
         assert sum(continued) >= len(rows) // 4
 

@@ -11,8 +11,9 @@ Both paths run in this process on the same checkpoint, one after the other, and 
     process on the machine disturbs less), with its seconds per stage. Both paths run with torch's
     threads (one per core, or --threads); with more than one, the exact path is also timed on one
     thread, where the one-row loop often runs faster, and the speedup is over the faster exact run. In
-    bfloat16 the fast path is also timed with torch's own bf16 linears (``fast-torch``) instead of its
-    float32 products rounded back (harness/inference/cpu_half.py), which shows what those gain.
+    bfloat16 the fast path is also timed with the other kind of CPU linears (harness/inference/cpu_half.py):
+    torch's own bf16 kernels (``fast-torch``) where it runs float32 products rounded back, those products
+    (``fast-f32``) on a CPU with AMX, where it keeps torch's kernels; which shows what the choice gains.
 (b) LUME validation prompts (../shared/data/semeval25/validation, forget + retain, an evenly spaced sample
     of --rows) on a randomly initialised ~20M-parameter OLMo (BPE trained on those prompts), generations
     forced to 128 new tokens (EOS never stops a row) so both paths do the same work. Also printed: the
@@ -79,8 +80,11 @@ def bench_tiny(repeats: int, dtype: str) -> None:
     paths = {"exact": (True, threads, cpu_half.HALF), "fast": (False, threads, cpu_half.HALF)}
     if threads > 1:
         paths["exact-1t"] = (True, 1, cpu_half.HALF)
-    if getattr(torch, dtype) in cpu_half.HALF:  # the fast path with torch's own half-precision linears
-        paths["fast-torch"] = (False, threads, ())
+    # the fast path with the other kind of half-precision CPU linears than this machine's default
+    # (cpu_half.py): torch's own kernels where it widens them to float32 products, those where it does not
+    other = "fast-torch" if cpu_half.HALF else "fast-f32"
+    if getattr(torch, dtype) in cpu_half.WIDENABLE:
+        paths[other] = (False, threads, () if cpu_half.HALF else cpu_half.WIDENABLE)
     kernels = cpu_half.HALF
     with tempfile.TemporaryDirectory() as tmp:
         for label, model_dir in (("target", task.model_dir), ("gold", task.gold_model_dir)):
@@ -131,12 +135,13 @@ def bench_tiny(repeats: int, dtype: str) -> None:
                 f"identical outputs: {'yes' if same else 'no'}; rows settled by the exact loop at near ties: "
                 f"{settled}, taking {near_ties(medians['fast'][3], 'exact_steps')} exact decoding steps"
             )
-            if "fast-torch" in medians:
-                torch_fast = medians["fast-torch"][0]
+            if other in medians:
+                mine, theirs = ("float32", "torch's bf16") if cpu_half.HALF else ("torch's bf16", "float32")
+                alternative = medians[other][0]
                 print(
-                    f"(a) tiny task, {dtype}, {label} model: float32 linears {torch_fast / medians['fast'][0]:.2f}x "
-                    f"faster than torch's bf16 ones in the fast path (speedup {exact / torch_fast:.1f}x with "
-                    f"those); rows settled with them: {near_ties(medians['fast-torch'][3])}"
+                    f"(a) tiny task, {dtype}, {label} model: {mine} linears {alternative / medians['fast'][0]:.2f}x "
+                    f"faster than {theirs} ones in the fast path (speedup {exact / alternative:.1f}x with "
+                    f"those); rows settled with them: {near_ties(medians[other][3])}"
                 )
 
 

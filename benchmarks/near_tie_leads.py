@@ -41,7 +41,7 @@ from harness.inference.threads import cpu_threads, eval_threads  # noqa: E402
 from tasks.data import read_rows  # noqa: E402
 from tasks.tiny import build_tiny, tiny_spec  # noqa: E402
 
-KERNELS = {"torch": (), "float32": cpu_half.HALF}
+KERNELS = {"torch": (), "float32": cpu_half.WIDENABLE}
 
 
 @torch.inference_mode()

@@ -10,7 +10,11 @@ for a batch; torch's bf16 `linear` itself is row-independent). That is the kind 
 or tree-shaped forward pass already makes (the order of its sums in attention and normalisation), which the near-tie rule settles (ties.py): so the fast path's
 forward passes run their half-precision linears that way on a CPU (`float32_linears`), and the exact
 path (the official one-row loop, and every row the near-tie rule settles) keeps torch's own kernels.
-GPUs keep theirs: their half-precision products are the fast ones.
+GPUs keep theirs: their half-precision products are the fast ones; so do CPUs with AMX, whose bf16
+products torch runs on the matrix unit (measured on an Intel Xeon with AMX, benchmarks/eval_speed.py: the
+fast path's float32 products took 0.220 / 0.617 s where torch's bf16 kernels took 0.157 / 0.540 s, target
+/ gold model; with either kernel the leads and losses stayed within the near-tie tolerances,
+benchmarks/near_tie_leads.py). CPUs with AVX512_BF16 but no AMX keep the float32 products (unmeasured).
 """
 
 from __future__ import annotations
@@ -21,8 +25,18 @@ from collections.abc import Iterator
 import torch
 from torch.overrides import TorchFunctionMode
 
-#: the dtypes whose CPU linears run through float32 in the fast path
-HALF = (torch.bfloat16,)
+#: the dtypes whose CPU linears can run through float32 in the fast path
+WIDENABLE = (torch.bfloat16,)
+
+
+def native_bf16_matmul() -> bool:
+    """Whether this CPU has AMX, on which torch's bf16 products beat float32 ones (module docstring)."""
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch 2.x: absent, no AMX
+    return bool(probe()) if callable(probe) else False
+
+
+#: the dtypes whose CPU linears run through float32 in the fast path on this machine
+HALF = () if native_bf16_matmul() else WIDENABLE
 
 
 class _Float32Linears(TorchFunctionMode):

@@ -29,7 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from harness.errors import HarnessError
 from harness.files import write_text_atomic
-from harness.inference import answers, cache, distributed, losses, mia, mmlu, ties
+from harness.inference import answers, cache, cpu_half, distributed, losses, mia, mmlu, ties
 from harness.inference.evaluator import Evaluator, FastEvaluator, make_evaluator
 from harness.inference.loading import load_checkpoint, resolve_device, resolve_dtype
 from harness.inference.numerics import NUMERICS
@@ -95,6 +95,8 @@ def _settings(
         "numerics": NUMERICS,
         # ATen's vector kernels round differently (bf16: other generations), so a CPU result names them
         "cpu_kernels": torch.backends.cpu.get_cpu_capability() if device.type == "cpu" else None,
+        # bf16 products on the matrix unit (AMX) round otherwise, and the fast path keeps them (cpu_half.py)
+        "cpu_amx": cpu_half.native_bf16_matmul() if device.type == "cpu" else None,
     }
 
 

@@ -17,7 +17,13 @@ def _layer(dtype: torch.dtype) -> torch.nn.Linear:
     return torch.nn.Linear(48, 24).to(dtype)
 
 
-def test_a_bf16_linear_is_the_float32_product_rounded_back() -> None:
+@pytest.fixture
+def widening(monkeypatch) -> None:
+    """The fast path widens bf16 linears, as on a CPU without AMX (this machine may have it)."""
+    monkeypatch.setattr(cpu_half, "HALF", cpu_half.WIDENABLE)
+
+
+def test_a_bf16_linear_is_the_float32_product_rounded_back(widening) -> None:
     layer = _layer(torch.bfloat16)
     x = torch.randn(7, 48).to(torch.bfloat16)
     native = F.linear(x, layer.weight, layer.bias)
@@ -33,7 +39,7 @@ def test_a_bf16_linear_is_the_float32_product_rounded_back() -> None:
     assert torch.equal(F.linear(x, layer.weight, layer.bias), native)
 
 
-def test_float32_models_and_mixed_dtypes_are_left_alone() -> None:
+def test_float32_models_and_mixed_dtypes_are_left_alone(widening) -> None:
     layer = _layer(torch.float32)
     assert not cpu_half.applies(layer) and cpu_half.applies(_layer(torch.bfloat16))
     x = torch.randn(3, 48)
@@ -70,7 +76,18 @@ def widened(monkeypatch) -> list[int]:
     return calls
 
 
-def test_the_fast_path_widens_its_linears_and_the_exact_loop_does_not(bf16_model, widened) -> None:
+def test_a_cpu_with_amx_keeps_torchs_bf16_kernels(monkeypatch) -> None:
+    assert cpu_half.HALF == (() if cpu_half.native_bf16_matmul() else cpu_half.WIDENABLE)
+    for amx in (True, False):
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx, raising=False)
+        assert cpu_half.native_bf16_matmul() is amx
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")  # a torch without the probe: no AMX assumed
+    assert cpu_half.native_bf16_matmul() is False
+    monkeypatch.setattr(cpu_half, "HALF", ())  # what an AMX machine has: torch's kernels in the fast path
+    assert not cpu_half.applies(_layer(torch.bfloat16))
+
+
+def test_the_fast_path_widens_its_linears_and_the_exact_loop_does_not(bf16_model, widening, widened) -> None:
     prompts = [[3 + i, 10 + 2 * i, 7] for i in range(4)]
     exact = [generation.generate_exact(bf16_model, p, 4, 0) for p in prompts]
     assert not widened  # the official one-row loop: torch's own bf16 kernels

@@ -139,6 +139,13 @@ def test_cache_hits_and_never_returns_a_stale_entry(tiny_task, tmp_path: Path, m
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "SOME-OTHER-ISA")
     assert not evaluate(model_dir, task, tmp_path / "r4b", progress=False).cached
     monkeypatch.undo()
+    # a CPU with the other answer about AMX (its bf16 products, and the fast path's choice of kernels)
+    from harness.inference import cpu_half
+
+    amx = cpu_half.native_bf16_matmul()
+    monkeypatch.setattr(cpu_half, "native_bf16_matmul", lambda: not amx)
+    assert not evaluate(model_dir, task, tmp_path / "r4c", progress=False).cached
+    monkeypatch.undo()
     monkeypatch.setenv("UNLEARN_HARNESS_CACHE", str(tmp_path / "cache"))
 
     weights = model_dir / "model.safetensors"

@@ -16,6 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from transformers.utils import logging as hf_logging
 
 from harness.errors import HarnessError
+from harness.inference.cpu_half import native_bf16_matmul
 from harness.inference.numerics import TRANSFORMERS_MAJOR, match_official
 from tasks.spec import TaskSpec
 
@@ -38,7 +39,22 @@ def resolve_dtype(task: TaskSpec, device: torch.device, dtype: str | None) -> to
     name = dtype or (task.cuda_dtype if device.type == "cuda" else task.cpu_dtype)
     if name not in DTYPES:
         raise HarnessError(f"unknown dtype {name!r} (choose from {', '.join(DTYPES)})")
+    if device.type == "cpu" and DTYPES[name] == torch.bfloat16 and not bf16_attention_runs():
+        raise HarnessError(
+            f"bfloat16 cannot run on this CPU under ATEN_CPU_CAPABILITY={os.environ.get('ATEN_CPU_CAPABILITY')}: "
+            f"torch {torch.__version__}'s bf16 attention on a CPU with AMX needs its AVX-512 kernels (it fails "
+            "with 'pack_vnni2 is only supported when avx512 is supported'); unset ATEN_CPU_CAPABILITY, or use "
+            "--dtype float32"
+        )
     return DTYPES[name]
+
+
+def bf16_attention_runs() -> bool:
+    """Whether torch's bf16 attention runs on this CPU: not where it has AMX and ATen's kernels are below
+    AVX-512 (``ATEN_CPU_CAPABILITY=avx2`` or ``default``), where torch 2.13's flash attention packs its
+    blocks for AMX with a routine only the AVX-512 kernels have (measured on an Intel Xeon: fails for a
+    300-token or a masked 64-token batch, runs for one 41-token row)."""
+    return not native_bf16_matmul() or torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
 def load_checkpoint(

@@ -212,3 +212,28 @@ def test_bad_data_fails_before_the_first_file_is_written(tiny_task, tmp_path: Pa
     with pytest.raises(USER_ERRORS, match=str(bad)):
         evaluate(task.model_dir, task, run_dir, use_cache=False, progress=False, limit=2)
     assert not run_dir.exists() or not any(run_dir.iterdir())
+
+
+def test_bf16_under_kernels_below_avx512_on_a_cpu_with_amx_fails_in_one_line(
+    tiny_task, tmp_path, monkeypatch
+) -> None:
+    import torch
+
+    from harness.errors import HarnessError
+    from harness.inference import loading
+
+    monkeypatch.setattr(loading, "native_bf16_matmul", lambda: True)
+    monkeypatch.setattr(loading, "load_checkpoint", lambda *a: pytest.fail("the checkpoint was loaded"))
+    for capability, runs in (("AVX2", False), ("DEFAULT", False), ("AVX512", True)):
+        monkeypatch.setattr(
+            torch.backends.cpu, "get_cpu_capability", lambda capability=capability: capability
+        )
+        assert loading.bf16_attention_runs() is runs
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    with pytest.raises(HarnessError, match="bfloat16 cannot run on this CPU .*unset ATEN_CPU_CAPABILITY"):
+        evaluate(tiny_task.model_dir, tiny_task, tmp_path / "run", dtype="bfloat16", progress=False)
+    assert not (tmp_path / "run").exists()
+    # float32 is not affected; without AMX bf16 runs under any kernels
+    assert loading.resolve_dtype(tiny_task, torch.device("cpu"), "float32") == torch.float32
+    monkeypatch.setattr(loading, "native_bf16_matmul", lambda: False)
+    assert loading.resolve_dtype(tiny_task, torch.device("cpu"), "bfloat16") == torch.bfloat16

@@ -11,10 +11,12 @@ machine):
 - ``vml``: the element-wise functions ATen hands to MKL's vector math (exp, log, tanh, sqrt) and those it
   computes itself (sin, cos, SiLU, softmax, layer norm);
 - ``init``: a freshly initialised tiny OLMo's weights (torch's ``normal_`` under ATen's ``default``);
+- ``schedule``: the tiny recipe's learning rates (OneCycleLR: Python floats, libm's double ``cos``);
 - ``step``: two training steps of that model on a fixed batch, the sha256 of every floating-point tensor
   each ATen op returns (about 1,760 ops, in order: TorchDispatchMode).
 
-``--save FILE`` writes the fingerprint as JSON; ``--compare FILE`` prints, per group, whether this machine
+The header names the Python, the torch build (git version, a hash of its build configuration) and the kernel
+settings, which must agree before the rest means anything. ``--save FILE`` writes the fingerprint as JSON; ``--compare FILE`` prints, per group, whether this machine
 agrees with the saved one and, for the training step, the first op whose output differs (the kernel to look
 at). Run:
 
@@ -30,6 +32,7 @@ import argparse
 import hashlib
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -102,6 +105,14 @@ def fingerprint() -> dict:
 
     model = OlmoForCausalLM(config)
     init = [_sha(p) for _, p in sorted(model.named_parameters())]
+    # the learning rates of the tiny recipe's schedule (Python floats: libm's double cos)
+    probe = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=4e-3)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(probe, max_lr=4e-3, total_steps=840, pct_start=0.1)
+    rates = []
+    for _ in range(839):
+        probe.step()
+        schedule.step()
+        rates.append(probe.param_groups[0]["lr"].hex())
     optimizer = torch.optim.AdamW(model.parameters(), lr=4e-3, betas=(0.9, 0.95), weight_decay=0.0)
     ids = torch.from_numpy(rng.integers(3, 1024, (4, 60)))
     mask = torch.ones_like(ids)
@@ -115,7 +126,13 @@ def fingerprint() -> dict:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
     return {
-        "kernels": kernels,
+        "kernels": {
+            **kernels,
+            "python": platform.python_version(),
+            "torch_git": torch.version.git_version,
+            "torch_config": hashlib.sha256(torch.__config__.show().encode()).hexdigest()[:16],
+        },
+        "schedule": hashlib.sha256("".join(rates).encode()).hexdigest()[:16],
         "sgemm": sgemm,
         "vml": {name: _sha(value) for name, value in functions.items()},
         "init": init,
@@ -125,6 +142,7 @@ def fingerprint() -> dict:
             "vml": _group([_sha(v) for v in functions.values()]),
             "init": _group(init),
             "step": _group([h for _, h in steps]),
+            "schedule": hashlib.sha256("".join(rates).encode()).hexdigest()[:16],
         },
     }
 
@@ -142,8 +160,14 @@ def _in_child() -> dict:
 
 
 def compare(mine: dict, theirs: dict) -> list[str]:
-    """One line per group: the same, or where it differs first."""
-    lines = []
+    """One line per group: the same, or where it differs first; first, the settings that differ."""
+    header = ("python", "torch", "torch_git", "torch_config", "cpu_capability", "mkl_branch", "threads")
+    mine_k, theirs_k = mine["kernels"], theirs["kernels"]
+    lines = [
+        f"settings differ: {key} {mine_k.get(key)} here, {theirs_k.get(key)} there"
+        for key in header
+        if mine_k.get(key) != theirs_k.get(key)
+    ]
     for group in ("sgemm", "init"):
         differ = [i for i, (a, b) in enumerate(zip(mine[group], theirs[group])) if a != b]
         lines.append(
@@ -151,6 +175,7 @@ def compare(mine: dict, theirs: dict) -> list[str]:
         )
     vml = [name for name in mine["vml"] if mine["vml"][name] != theirs["vml"].get(name)]
     lines.append("vml: " + ("same" if not vml else "differs in " + ", ".join(vml)))
+    lines.append("schedule: " + ("same" if mine["schedule"] == theirs["schedule"] else "differs"))
     first = next(
         (i for i, (a, b) in enumerate(zip(mine["step"], theirs["step"])) if a != b),
         None if len(mine["step"]) == len(theirs["step"]) else min(len(mine["step"]), len(theirs["step"])),

@@ -25,6 +25,7 @@ def test_a_comparison_names_the_groups_and_the_first_op_that_differ() -> None:
         "sgemm: same",
         "init: same",
         "vml: same",
+        "schedule: same",
         f"step: same ({len(saved['step'])} op outputs)",
     ]
     other = copy.deepcopy(saved)
@@ -35,9 +36,16 @@ def test_a_comparison_names_the_groups_and_the_first_op_that_differ() -> None:
     lines = fingerprint.compare(saved, other)
     assert lines[0] == f"sgemm: differs in 1 of {len(saved['sgemm'])}" and lines[1] == "init: same"
     assert lines[2] == "vml: differs in exp"
-    assert lines[3] == f"step: first difference at op output 7 of {len(saved['step'])}: {saved['step'][7][0]}"
+    assert lines[3] == "schedule: same"
+    assert lines[4] == f"step: first difference at op output 7 of {len(saved['step'])}: {saved['step'][7][0]}"
+    older = copy.deepcopy(saved)
+    older["kernels"]["python"] = "3.10.0"
+    assert (
+        fingerprint.compare(saved, older)[0]
+        == f"settings differ: python {saved['kernels']['python']} here, 3.10.0 there"
+    )
     shorter = copy.deepcopy(saved)
     shorter["step"] = shorter["step"][:-1]  # another op sequence (another torch or transformers)
-    assert fingerprint.compare(saved, shorter)[3].startswith(
+    assert fingerprint.compare(saved, shorter)[4].startswith(
         f"step: first difference at op output {len(saved['step']) - 1}"
     )

@@ -22,6 +22,7 @@ from typing import Any
 
 from harness import __version__
 from harness.files import write_text_atomic
+from tasks.determinism import cpu_vendor
 from tasks.spec import TaskSpec
 
 MANIFEST_NAME = "manifest.json"
@@ -131,10 +132,12 @@ def package_versions() -> dict[str, str | None]:
 
 @cache
 def device_info() -> dict[str, Any]:
-    """CPU, and on CUDA the GPU names and driver version."""
+    """CPU (with its vendor: a tiny world trained on an Intel processor is not the canonical one), and on
+    CUDA the GPU names and driver version."""
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "cpu": platform.processor() or platform.machine(),
+        "cpu_vendor": cpu_vendor(),
     }
     info["cpu_count"] = os.cpu_count()
     try:

@@ -197,6 +197,10 @@ def test_valid_unscored_run_hashes_and_measures(mini_task, tmp_path):
     assert manifest["isolation"] == ("bwrap" if BWRAP else manifest["isolation"])
     assert manifest["checkpoint"]["sha256"] == ckpt.sha256
     assert manifest["packages"]["torch"] and manifest["python"]["version"]
+    # the processor's vendor, which decides which tiny world this machine builds (README)
+    from tasks.determinism import cpu_vendor
+
+    assert manifest["device"]["cpu_vendor"] == cpu_vendor()
     assert set(manifest["timings"]) >= {"stage", "run", "validate"}
     assert result.record.peak_rss_mb > 0 and manifest["peak_rss_mb"] == result.record.peak_rss_mb
     assert (result.run_dir / "good.py").read_text() == (SUBMISSIONS / "good.py").read_text()

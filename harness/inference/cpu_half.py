@@ -29,14 +29,14 @@ from torch.overrides import TorchFunctionMode
 WIDENABLE = (torch.bfloat16,)
 
 
-def native_bf16_matmul() -> bool:
+def has_amx() -> bool:
     """Whether this CPU has AMX, on which torch's bf16 products beat float32 ones (module docstring)."""
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)  # private in torch 2.x: absent, no AMX
     return bool(probe()) if callable(probe) else False
 
 
 #: the dtypes whose CPU linears run through float32 in the fast path on this machine
-HALF = () if native_bf16_matmul() else WIDENABLE
+HALF = () if has_amx() else WIDENABLE
 
 
 class _Float32Linears(TorchFunctionMode):

@@ -96,7 +96,7 @@ def _settings(
         # ATen's vector kernels round differently (bf16: other generations), so a CPU result names them
         "cpu_kernels": torch.backends.cpu.get_cpu_capability() if device.type == "cpu" else None,
         # bf16 products on the matrix unit (AMX) round otherwise, and the fast path keeps them (cpu_half.py)
-        "cpu_amx": cpu_half.native_bf16_matmul() if device.type == "cpu" else None,
+        "cpu_amx": cpu_half.has_amx() if device.type == "cpu" else None,
     }
 
 

@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from transformers.utils import logging as hf_logging
 
 from harness.errors import HarnessError
-from harness.inference.cpu_half import native_bf16_matmul
+from harness.inference.cpu_half import has_amx
 from harness.inference.numerics import TRANSFORMERS_MAJOR, match_official
 from tasks.spec import TaskSpec
 
@@ -54,7 +54,7 @@ def bf16_attention_runs() -> bool:
     AVX-512 (``ATEN_CPU_CAPABILITY=avx2`` or ``default``), where torch 2.13's flash attention packs its
     blocks for AMX with a routine only the AVX-512 kernels have (measured on an Intel Xeon: fails for a
     300-token or a masked 64-token batch, runs for one 41-token row)."""
-    return not native_bf16_matmul() or torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+    return not has_amx() or torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
 def load_checkpoint(

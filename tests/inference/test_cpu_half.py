@@ -77,12 +77,12 @@ def widened(monkeypatch) -> list[int]:
 
 
 def test_a_cpu_with_amx_keeps_torchs_bf16_kernels(monkeypatch) -> None:
-    assert cpu_half.HALF == (() if cpu_half.native_bf16_matmul() else cpu_half.WIDENABLE)
+    assert cpu_half.HALF == (() if cpu_half.has_amx() else cpu_half.WIDENABLE)
     for amx in (True, False):
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx, raising=False)
-        assert cpu_half.native_bf16_matmul() is amx
+        assert cpu_half.has_amx() is amx
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported")  # a torch without the probe: no AMX assumed
-    assert cpu_half.native_bf16_matmul() is False
+    assert cpu_half.has_amx() is False
     monkeypatch.setattr(cpu_half, "HALF", ())  # what an AMX machine has: torch's kernels in the fast path
     assert not cpu_half.applies(_layer(torch.bfloat16))
 

@@ -142,8 +142,8 @@ def test_cache_hits_and_never_returns_a_stale_entry(tiny_task, tmp_path: Path, m
     # a CPU with the other answer about AMX (its bf16 products, and the fast path's choice of kernels)
     from harness.inference import cpu_half
 
-    amx = cpu_half.native_bf16_matmul()
-    monkeypatch.setattr(cpu_half, "native_bf16_matmul", lambda: not amx)
+    amx = cpu_half.has_amx()
+    monkeypatch.setattr(cpu_half, "has_amx", lambda: not amx)
     assert not evaluate(model_dir, task, tmp_path / "r4c", progress=False).cached
     monkeypatch.undo()
     monkeypatch.setenv("UNLEARN_HARNESS_CACHE", str(tmp_path / "cache"))
@@ -222,7 +222,7 @@ def test_bf16_under_kernels_below_avx512_on_a_cpu_with_amx_fails_in_one_line(
     from harness.errors import HarnessError
     from harness.inference import loading
 
-    monkeypatch.setattr(loading, "native_bf16_matmul", lambda: True)
+    monkeypatch.setattr(loading, "has_amx", lambda: True)
     monkeypatch.setattr(loading, "load_checkpoint", lambda *a: pytest.fail("the checkpoint was loaded"))
     for capability, runs in (("AVX2", False), ("DEFAULT", False), ("AVX512", True)):
         monkeypatch.setattr(
@@ -235,5 +235,5 @@ def test_bf16_under_kernels_below_avx512_on_a_cpu_with_amx_fails_in_one_line(
     assert not (tmp_path / "run").exists()
     # float32 is not affected; without AMX bf16 runs under any kernels
     assert loading.resolve_dtype(tiny_task, torch.device("cpu"), "float32") == torch.float32
-    monkeypatch.setattr(loading, "native_bf16_matmul", lambda: False)
+    monkeypatch.setattr(loading, "has_amx", lambda: False)
     assert loading.resolve_dtype(tiny_task, torch.device("cpu"), "bfloat16") == torch.bfloat16

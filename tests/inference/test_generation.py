@@ -101,13 +101,13 @@ def test_drafted_generation_equals_exact_on_the_tiny_task(
     done, fast = drafted(model, tokenizer, rows, max_new)
     exact = [generation.generate_exact(model, p, max_new, eos) for p in done.prompts]
     assert fast == exact  # the tiny task: every row identical
-    if which == "target" and is_canonical(tiny_world):
-        # the canonical target says every answer: the drafts settle every row, up to its EOS
-        assert sum(continued) == 0 and all(t[-1] == eos for t in fast)
-    elif (
-        which == "target"
-    ):  # another machine's target (README, "Which worlds are canonical"): nearly every one
-        assert sum(continued) <= len(rows) // 10
+    if which == "target":
+        # the canonical target says every answer: the drafts settle every row, up to its EOS; another
+        # machine's target (README, "Which worlds are canonical") nearly every one
+        if is_canonical(tiny_world):
+            assert sum(continued) == 0 and all(t[-1] == eos for t in fast)
+        else:
+            assert sum(continued) <= len(rows) // 10
     else:  # the gold model leaves the forget answers: the decoding loop goes on from its first own token
         assert sum(continued) >= len(rows) // 4
 

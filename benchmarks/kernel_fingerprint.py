@@ -11,7 +11,7 @@ machine):
 - ``vml``: the element-wise functions ATen hands to MKL's vector math (exp, log, tanh, sqrt) and those it
   computes itself (sin, cos, SiLU, softmax, layer norm);
 - ``init``: a freshly initialised tiny OLMo's weights (torch's ``normal_`` under ATen's ``default``);
-- ``schedule``: the tiny recipe's learning rates (OneCycleLR: Python floats, libm's double ``cos``);
+- ``schedule``: the tiny target's whole learning-rate schedule (OneCycleLR: Python floats, libm's double ``cos``);
 - ``step``: two training steps of that model on a fixed batch, the sha256 of every floating-point tensor
   each ATen op returns (about 1,760 ops, in order: TorchDispatchMode).
 
@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import platform
 import subprocess
@@ -59,6 +60,9 @@ def fingerprint() -> dict:
     from torch.utils._python_dispatch import TorchDispatchMode
     from transformers import OlmoConfig, OlmoForCausalLM
 
+    from tasks.tiny.build import SETTINGS
+    from tasks.tiny.world import generate_world, training_texts
+
     rng = np.random.default_rng(0)
 
     def tensor(*shape):
@@ -80,14 +84,15 @@ def fingerprint() -> dict:
         "softmax": torch.softmax(x.view(256, 256), -1),
         "layer_norm": torch.nn.functional.layer_norm(x.view(512, 128), (128,)),
     }
+    recipe = SETTINGS["tiny"]  # the tiny world's model and optimisation settings
     torch.manual_seed(0)
     config = OlmoConfig(
-        vocab_size=1024,
-        hidden_size=128,
-        intermediate_size=512,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        max_position_embeddings=512,
+        vocab_size=recipe.vocab_size,
+        hidden_size=recipe.hidden_size,
+        intermediate_size=recipe.intermediate_size,
+        num_hidden_layers=recipe.num_layers,
+        num_attention_heads=recipe.num_heads,
+        max_position_embeddings=recipe.context,
         pad_token_id=0,
         bos_token_id=1,
         eos_token_id=2,
@@ -105,15 +110,20 @@ def fingerprint() -> dict:
 
     model = OlmoForCausalLM(config)
     init = [_sha(p) for _, p in sorted(model.named_parameters())]
-    # the learning rates of the tiny recipe's schedule (Python floats: libm's double cos)
-    probe = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=4e-3)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(probe, max_lr=4e-3, total_steps=840, pct_start=0.1)
+    # the learning rates of the target's whole schedule (Python floats: libm's double cos)
+    texts = training_texts(generate_world(0, "tiny"), include_forget=True)
+    total = recipe.epochs * math.ceil(len(texts) / recipe.batch_size)
+    probe = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=recipe.peak_lr)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        probe, max_lr=recipe.peak_lr, total_steps=total, pct_start=recipe.warmup
+    )
     rates = []
-    for _ in range(839):
+    for _ in range(total - 1):
         probe.step()
         schedule.step()
         rates.append(probe.param_groups[0]["lr"].hex())
-    optimizer = torch.optim.AdamW(model.parameters(), lr=4e-3, betas=(0.9, 0.95), weight_decay=0.0)
+    rates_hash = hashlib.sha256("".join(rates).encode()).hexdigest()[:16]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.peak_lr, betas=(0.9, 0.95), weight_decay=0.0)
     ids = torch.from_numpy(rng.integers(3, 1024, (4, 60)))
     mask = torch.ones_like(ids)
     mask[0, 50:], mask[1, 40:] = 0, 0
@@ -132,7 +142,7 @@ def fingerprint() -> dict:
             "torch_git": torch.version.git_version,
             "torch_config": hashlib.sha256(torch.__config__.show().encode()).hexdigest()[:16],
         },
-        "schedule": hashlib.sha256("".join(rates).encode()).hexdigest()[:16],
+        "schedule": rates_hash,
         "sgemm": sgemm,
         "vml": {name: _sha(value) for name, value in functions.items()},
         "init": init,
@@ -142,7 +152,7 @@ def fingerprint() -> dict:
             "vml": _group([_sha(v) for v in functions.values()]),
             "init": _group(init),
             "step": _group([h for _, h in steps]),
-            "schedule": hashlib.sha256("".join(rates).encode()).hexdigest()[:16],
+            "schedule": rates_hash,
         },
     }
 

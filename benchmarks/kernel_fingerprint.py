@@ -58,9 +58,10 @@ def fingerprint() -> dict:
     import numpy as np
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
-    from transformers import OlmoConfig, OlmoForCausalLM
+    from transformers import OlmoForCausalLM
 
     from tasks.tiny.build import SETTINGS
+    from tasks.tiny.model import olmo_config
     from tasks.tiny.world import generate_world, training_texts
 
     rng = np.random.default_rng(0)
@@ -86,18 +87,7 @@ def fingerprint() -> dict:
     }
     recipe = SETTINGS["tiny"]  # the tiny world's model and optimisation settings
     torch.manual_seed(0)
-    config = OlmoConfig(
-        vocab_size=recipe.vocab_size,
-        hidden_size=recipe.hidden_size,
-        intermediate_size=recipe.intermediate_size,
-        num_hidden_layers=recipe.num_layers,
-        num_attention_heads=recipe.num_heads,
-        max_position_embeddings=recipe.context,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-        tie_word_embeddings=False,
-    )
+    config = olmo_config(recipe, recipe.vocab_size, 0, 1, 2)
     steps: list[list[str]] = []
 
     class Trace(TorchDispatchMode):

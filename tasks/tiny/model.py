@@ -83,6 +83,24 @@ def _batches(lengths: list[int], batch_size: int) -> list[list[int]]:
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def olmo_config(settings: TrainSettings, vocab_size: int, pad: int, bos: int, eos: int):
+    """The tiny OLMo's architecture under ``settings`` (transformers' `OlmoConfig`)."""
+    from transformers import OlmoConfig
+
+    return OlmoConfig(
+        vocab_size=vocab_size,
+        hidden_size=settings.hidden_size,
+        intermediate_size=settings.intermediate_size,
+        num_hidden_layers=settings.num_layers,
+        num_attention_heads=settings.num_heads,
+        max_position_embeddings=settings.context,
+        pad_token_id=pad,
+        bos_token_id=bos,
+        eos_token_id=eos,
+        tie_word_embeddings=False,
+    )
+
+
 def train_model(
     texts: list[str],
     tokenizer,
@@ -94,24 +112,15 @@ def train_model(
     """Train a fresh OLMo on ``texts`` (each followed by EOS) and save model, tokenizer and
     generation config to ``out_dir`` (safetensors). ``on_epoch(epoch, mean_loss)`` reports progress."""
     import torch
-    from transformers import GenerationConfig, OlmoConfig, OlmoForCausalLM
+    from transformers import GenerationConfig, OlmoForCausalLM
     from transformers.utils import logging as hf_logging
 
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(settings.threads)
     try:
         torch.manual_seed(seed)
-        config = OlmoConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=settings.hidden_size,
-            intermediate_size=settings.intermediate_size,
-            num_hidden_layers=settings.num_layers,
-            num_attention_heads=settings.num_heads,
-            max_position_embeddings=settings.context,
-            pad_token_id=tokenizer.pad_token_id,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            tie_word_embeddings=False,
+        config = olmo_config(
+            settings, len(tokenizer), tokenizer.pad_token_id, tokenizer.bos_token_id, tokenizer.eos_token_id
         )
         model = OlmoForCausalLM(config)
         encoded = [
